@@ -1,0 +1,48 @@
+"""The server launcher: what ``python -m <package> serve`` does (FastAPI on uvicorn).
+
+uvicorn binds the port before the workers import the app, each worker loads the model in
+the background (``/ping`` is 503 until then), and SIGTERM stops accepting connections,
+lets in-flight requests finish, and exits 0. Settings come from the environment:
+``SAGEMAKER_BIND_TO_PORT`` (8080), ``SAGEMAKER_MODEL_SERVER_WORKERS`` (one per CPU) and
+``SAGEMAKER_MODEL_SERVER_TIMEOUT`` (60 s).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from types import FrameType
+
+import uvicorn
+
+from .environment import ServerSettings, configure_logging
+
+# SageMaker sends SIGKILL 30 s after SIGTERM: finish in-flight requests well before that.
+GRACEFUL_SHUTDOWN_SECONDS = 25
+# Longer than any client-side idle timeout SageMaker uses, so it never sees a reset.
+KEEP_ALIVE_SECONDS = 75
+
+log = logging.getLogger(__name__)
+
+
+def _stopped(signum: int, frame: FrameType | None) -> None:
+    """Runs after uvicorn's graceful shutdown, which re-raises SIGTERM: exit 0, not -15."""
+    log.info("stopped by %s", signal.Signals(signum).name)
+
+
+def main() -> int:
+    configure_logging()
+    settings = ServerSettings.from_env()
+    signal.signal(signal.SIGTERM, _stopped)
+    uvicorn.run(
+        f"{__package__}.app:app",
+        host="0.0.0.0",
+        port=settings.port,
+        workers=settings.workers,
+        loop="uvloop",
+        http="httptools",
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        log_config=None,
+    )
+    return 0

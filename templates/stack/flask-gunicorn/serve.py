@@ -1,0 +1,19 @@
+"""The server launcher: what ``python -m <package> serve`` does (Flask on gunicorn).
+
+gunicorn binds the port in its master process, then forks the workers; each worker loads
+the model in the background (``/ping`` is 503 until then). SIGTERM stops accepting
+connections, lets in-flight requests finish, and exits 0; a worker that dies is replaced.
+Settings come from the environment: ``SAGEMAKER_BIND_TO_PORT`` (8080),
+``SAGEMAKER_MODEL_SERVER_WORKERS`` (one per CPU) and ``SAGEMAKER_MODEL_SERVER_TIMEOUT`` (60 s).
+"""
+
+from __future__ import annotations
+
+from .environment import ServerSettings, configure_logging
+from .gunicorn_server import run
+
+
+def main() -> int:
+    configure_logging()
+    settings = ServerSettings.from_env()
+    return run(f"0.0.0.0:{settings.port}", settings)

@@ -1,0 +1,154 @@
+"""The server launcher: what ``python -m <package> serve`` does (nginx, gunicorn, Flask).
+
+The layout of AWS's own sample: nginx listens on the port and buffers requests, gunicorn
+serves the Flask app on a Unix socket behind it. This process starts both, and on SIGTERM
+stops them gracefully (nginx finishes its connections, gunicorn its requests) and exits 0.
+If either dies on its own, the other is stopped and the exit code is non-zero, so the
+container restarts rather than serving half a stack. Settings come from the environment:
+``SAGEMAKER_BIND_TO_PORT`` (8080), ``SAGEMAKER_MODEL_SERVER_WORKERS`` (one per CPU),
+``SAGEMAKER_MODEL_SERVER_TIMEOUT`` (60 s) and ``SAGEMAKER_MAX_PAYLOAD_IN_MB`` (6).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+from .environment import ServerSettings, configure_logging
+
+log = logging.getLogger(__name__)
+
+STOP_SECONDS = 28  # SageMaker sends SIGKILL 30 s after SIGTERM.
+
+# %-placeholders only: nginx itself uses $ and braces.
+NGINX_CONF = """\
+worker_processes auto;
+daemon off;
+pid %(run_dir)s/nginx.pid;
+error_log stderr warn;
+
+events {
+    worker_connections 1024;
+}
+
+http {
+    access_log off;
+    client_body_temp_path %(run_dir)s/client_body;
+    proxy_temp_path %(run_dir)s/proxy;
+    fastcgi_temp_path %(run_dir)s/fastcgi;
+    uwsgi_temp_path %(run_dir)s/uwsgi;
+    scgi_temp_path %(run_dir)s/scgi;
+    client_max_body_size %(max_body)d;
+    client_body_buffer_size 1m;
+    keepalive_timeout 75s;
+
+    upstream gunicorn {
+        server unix:%(socket)s;
+        keepalive 32;
+    }
+
+    server {
+        listen %(port)d deferred;
+
+        location ~ ^/(ping|invocations)$ {
+            proxy_pass http://gunicorn;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_read_timeout %(read_timeout)ds;
+            proxy_send_timeout %(read_timeout)ds;
+            # gunicorn not listening yet (starting) or any more: unavailable, not a bad gateway.
+            error_page 502 = @unavailable;
+        }
+
+        location @unavailable {
+            return 503;
+        }
+
+        location / {
+            return 404;
+        }
+    }
+}
+"""
+
+
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
+    if found is None:
+        raise SystemExit("nginx is not installed (the Dockerfile installs it: apt-get nginx)")
+    return found
+
+
+def write_nginx_conf(run_dir: Path, socket: Path, settings: ServerSettings) -> Path:
+    conf = run_dir / "nginx.conf"
+    conf.write_text(
+        NGINX_CONF
+        % {
+            "run_dir": run_dir,
+            "socket": socket,
+            "port": settings.port,
+            "max_body": settings.max_payload_bytes,
+            "read_timeout": settings.timeout + 10,
+        }
+    )
+    return conf
+
+
+def _stop_all(nginx: subprocess.Popen[bytes], gunicorn: subprocess.Popen[bytes]) -> None:
+    """nginx first (SIGQUIT: it stops listening and finishes its requests, which still need
+    gunicorn), then gunicorn (SIGTERM: graceful); SIGKILL whatever outlives the deadline."""
+    deadline = time.monotonic() + STOP_SECONDS
+    for process, signum in ((nginx, signal.SIGQUIT), (gunicorn, signal.SIGTERM)):
+        if process.poll() is None:
+            process.send_signal(signum)
+        try:
+            process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def main() -> int:
+    configure_logging()
+    settings = ServerSettings.from_env()
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+
+    run_dir = Path(tempfile.mkdtemp(prefix="serve-"))
+    run_dir.chmod(0o755)  # nginx workers drop root: they need to reach the socket.
+    socket = run_dir / "gunicorn.sock"
+    conf = write_nginx_conf(run_dir, socket, settings)
+    try:
+        nginx = subprocess.Popen([nginx_binary(), "-e", "stderr", "-c", str(conf)])
+        gunicorn = subprocess.Popen(
+            [sys.executable, "-m", f"{__package__}.gunicorn_server", f"unix:{socket}"],
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        while not stop.wait(0.2):
+            if nginx.poll() is not None or gunicorn.poll() is not None:
+                log.error(
+                    "nginx exited with %s, gunicorn with %s: stopping",
+                    nginx.poll(),
+                    gunicorn.poll(),
+                )
+                break
+        _stop_all(nginx, gunicorn)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return 0 if stop.is_set() else 1

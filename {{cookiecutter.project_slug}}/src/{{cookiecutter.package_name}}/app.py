@@ -1,0 +1,1 @@
+{% include "server/" ~ cookiecutter.__web ~ "/app.py" %}

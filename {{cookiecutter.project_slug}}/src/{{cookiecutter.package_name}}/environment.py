@@ -1,0 +1,141 @@
+"""Where SageMaker puts things, and the settings it passes through the environment.
+
+Every path derives from ``SAGEMAKER_BASE_DIR`` (default ``/opt/ml``), so the same code runs
+in the container and against a local directory laid out the same way (tests, laptops).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_BASE_DIR = "/opt/ml"
+DEFAULT_PORT = 8080
+DEFAULT_TIMEOUT_SECONDS = 60
+DEFAULT_MAX_PAYLOAD_MB = 6
+# Batch transform accepts MaxPayloadInMB up to 100; 0 means "chunked", which we cap there.
+MAX_PAYLOAD_MB_CEILING = 100
+# Written by the training runner beside the model; read by the server to check requests.
+METADATA_FILE = "metadata.json"
+
+
+@dataclass(frozen=True)
+class Paths:
+    """The ``/opt/ml`` layout of the SageMaker container contract."""
+
+    base: Path
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Paths:
+        return cls(Path(env.get("SAGEMAKER_BASE_DIR") or DEFAULT_BASE_DIR))
+
+    @property
+    def input_config(self) -> Path:
+        return self.base / "input" / "config"
+
+    @property
+    def hyperparameters(self) -> Path:
+        return self.input_config / "hyperparameters.json"
+
+    @property
+    def input_data_config(self) -> Path:
+        return self.input_config / "inputdataconfig.json"
+
+    @property
+    def resource_config(self) -> Path:
+        return self.input_config / "resourceconfig.json"
+
+    @property
+    def input_data(self) -> Path:
+        return self.base / "input" / "data"
+
+    def channel(self, name: str) -> Path:
+        return self.input_data / name
+
+    @property
+    def model(self) -> Path:
+        return self.base / "model"
+
+    @property
+    def output(self) -> Path:
+        return self.base / "output"
+
+    @property
+    def output_data(self) -> Path:
+        return self.output / "data"
+
+    @property
+    def failure(self) -> Path:
+        return self.output / "failure"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.base / "checkpoints"
+
+
+def read_json(path: Path, default: Any) -> Any:
+    """The parsed JSON file at ``path``, or ``default`` when there is no such file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return default
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+
+
+def _int_from_env(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Model server settings, from the variables SageMaker and its toolkits define."""
+
+    port: int = DEFAULT_PORT
+    workers: int = 1
+    timeout: int = DEFAULT_TIMEOUT_SECONDS
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_MB * 1024 * 1024
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> ServerSettings:
+        payload_mb = _int_from_env(
+            env, "SAGEMAKER_MAX_PAYLOAD_IN_MB", DEFAULT_MAX_PAYLOAD_MB, minimum=0
+        )
+        return cls(
+            port=_int_from_env(env, "SAGEMAKER_BIND_TO_PORT", DEFAULT_PORT, minimum=1),
+            workers=_int_from_env(
+                env, "SAGEMAKER_MODEL_SERVER_WORKERS", os.cpu_count() or 1, minimum=1
+            ),
+            timeout=_int_from_env(
+                env, "SAGEMAKER_MODEL_SERVER_TIMEOUT", DEFAULT_TIMEOUT_SECONDS, minimum=1
+            ),
+            max_payload_bytes=min(payload_mb or MAX_PAYLOAD_MB_CEILING, MAX_PAYLOAD_MB_CEILING)
+            * 1024
+            * 1024,
+        )
+
+
+def configure_logging() -> None:
+    """Unbuffered, one line per record: CloudWatch shows what the process prints."""
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
+        stream=sys.stderr,
+    )

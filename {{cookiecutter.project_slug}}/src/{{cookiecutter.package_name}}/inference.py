@@ -1,0 +1,135 @@
+"""The serving core shared by every server stack: load the model once, answer invocations.
+
+The web app (``app.py``) only moves bytes and headers; everything a request means is here,
+so each server stack behaves the same way. The model loads in a background thread, after
+the server has bound its port: ``/ping`` answers 503 until the model is ready, and keeps
+answering 503 (with the reason in the log) if loading failed.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import codec
+from .environment import METADATA_FILE
+
+log = logging.getLogger(__name__)
+
+
+# How long a request waits for a model that is still loading (a multi-worker server's
+# /ping may be answered by a worker whose copy is ready while this one's is not).
+LOADING_WAIT_SECONDS = 30.0
+
+
+class State(enum.Enum):
+    NOT_LOADED = "not loaded"
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class InvocationError(Exception):
+    """A request the server refuses, with the HTTP status and the reason to send back."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class ModelService:
+    """One model, loaded once per server worker, and the invocations it answers."""
+
+    def __init__(self, model_dir: Path) -> None:
+        self.model_dir = model_dir
+        self.state = State.NOT_LOADED
+        self.failure: str | None = None
+        self.n_features: int | None = None
+        self._model: Any = None
+        self._predict: Callable[[Any, np.ndarray], np.ndarray] | None = None
+        self._lock = threading.Lock()
+        self._settled = threading.Event()  # Set once loading has succeeded or failed.
+
+    @property
+    def ready(self) -> bool:
+        return self.state is State.READY
+
+    def start_loading(self) -> None:
+        """Load the model in a background thread (once); return at once."""
+        with self._lock:
+            if self.state is not State.NOT_LOADED:
+                return
+            self.state = State.LOADING
+        threading.Thread(target=self._load, name="model-loader", daemon=True).start()
+
+    def load(self) -> None:
+        """Load the model in this thread (once)."""
+        with self._lock:
+            if self.state is not State.NOT_LOADED:
+                return
+            self.state = State.LOADING
+        self._load()
+
+    def _load(self) -> None:
+        started = time.perf_counter()
+        try:
+            from . import model  # The ML library is imported here, off the startup path.
+
+            loaded = model.load(self.model_dir)
+            metadata_file = self.model_dir / METADATA_FILE
+            if metadata_file.is_file():
+                self.n_features = json.loads(metadata_file.read_text())["n_features"]
+        except Exception as exc:
+            self.failure = f"{type(exc).__name__}: {exc}"
+            self.state = State.FAILED
+            log.exception("model failed to load from %s", self.model_dir)
+        else:
+            self._model = loaded
+            self._predict = model.predict
+            self.state = State.READY
+            log.info("model loaded from %s in %.2f s", self.model_dir, time.perf_counter() - started)
+        finally:
+            self._settled.set()
+
+    def wait_until_settled(self, timeout: float | None) -> bool:
+        """Wait for a load under way to succeed or fail; False if none settled in time."""
+        return self._settled.wait(timeout)
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        if self.state is State.LOADING:
+            # Another worker answered /ping already: wait for this one's copy of the model.
+            self.wait_until_settled(LOADING_WAIT_SECONDS)
+        if self._predict is None:
+            reason = f": {self.failure}" if self.failure else ""
+            raise InvocationError(503, f"model is {self.state.value}{reason}")
+        if self.n_features is not None and features.shape[1] != self.n_features:
+            raise InvocationError(
+                400, f"expected {self.n_features} features per row, got {features.shape[1]}"
+            )
+        try:
+            return self._predict(self._model, features)
+        except ValueError as exc:  # What ML libraries raise for input they cannot score.
+            raise InvocationError(400, f"cannot predict on this input: {exc}") from None
+
+    def invoke(
+        self, body: bytes, content_type: str | None, accept: str | None
+    ) -> tuple[bytes, str]:
+        """The response body and its media type for one ``POST /invocations``."""
+        try:
+            request_type = codec.media_type(content_type) or codec.CSV
+            response_type = codec.negotiate(
+                accept, request_type if request_type in codec.ENCODERS else codec.JSON
+            )
+            features = codec.decode(body, content_type)
+        except codec.CodecError as exc:
+            raise InvocationError(exc.status, str(exc)) from None
+        return codec.encode(self.predict(features), response_type), response_type

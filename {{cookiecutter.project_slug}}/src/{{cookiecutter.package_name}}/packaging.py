@@ -1,0 +1,112 @@
+"""``model.tar.gz``: what SageMaker uploads from ``/opt/ml/model`` and extracts back into it.
+
+``create`` puts the model files at the archive root (never under a top folder, which the
+server would then not find) and refuses an empty model directory; ``extract`` refuses
+members that would land outside the destination (absolute paths, ``..``, links, devices).
+
+    python -m <package>.packaging create MODEL_DIR model.tar.gz
+    python -m <package>.packaging extract model.tar.gz MODEL_DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tarfile
+import tempfile
+from pathlib import Path, PurePosixPath
+
+
+class PackagingError(ValueError):
+    """A model directory or archive that would not work as SageMaker's model.tar.gz."""
+
+
+def create(model_dir: Path, archive: Path) -> list[str]:
+    """Write ``archive`` from the files in ``model_dir``; return the member names."""
+    model_dir = model_dir.resolve()
+    archive = archive.resolve()
+    if not model_dir.is_dir():
+        raise PackagingError(f"{model_dir} is not a directory")
+    if archive.is_relative_to(model_dir):
+        raise PackagingError(f"write {archive.name} outside the model directory it packages")
+    entries = sorted(model_dir.rglob("*"))
+    files = [path for path in entries if path.is_file()]
+    if not files:
+        raise PackagingError(f"{model_dir} has no files: train first, then package")
+    top = list(model_dir.iterdir())
+    if len(top) == 1 and top[0].is_dir():
+        raise PackagingError(
+            f"everything in {model_dir} is under {top[0].name}/: SageMaker extracts the archive"
+            " into /opt/ml/model as it is, so package the folder's contents instead"
+        )
+    names = [path.relative_to(model_dir).as_posix() for path in files]
+    fd, tmp_name = tempfile.mkstemp(dir=archive.parent, prefix=".model-", suffix=".tar.gz")
+    os.close(fd)
+    try:
+        with tarfile.open(tmp_name, "w:gz") as tar:
+            for path, name in zip(files, names, strict=True):
+                tar.add(path, arcname=name, recursive=False)
+        os.replace(tmp_name, archive)
+    finally:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+    return names
+
+
+def _check_member(member: tarfile.TarInfo) -> None:
+    name = PurePosixPath(member.name)
+    if name.is_absolute() or ".." in name.parts:
+        raise PackagingError(f"unsafe member {member.name!r}: it points outside the model dir")
+    if not (member.isfile() or member.isdir()):
+        raise PackagingError(f"unsafe member {member.name!r}: only files and folders are allowed")
+
+
+def extract(archive: Path, destination: Path) -> list[str]:
+    """Extract a model archive into ``destination``; return the file names."""
+    with tarfile.open(archive, "r:*") as tar:
+        members = tar.getmembers()
+        for member in members:
+            _check_member(member)
+        files = [m.name for m in members if m.isfile()]
+        if not files:
+            raise PackagingError(f"{archive} has no files")
+        tops = {PurePosixPath(name).parts[0] for name in files}
+        if len(tops) == 1 and all(len(PurePosixPath(n).parts) > 1 for n in files):
+            raise PackagingError(
+                f"{archive} has every file under {tops.pop()}/: the model files must be at"
+                " the archive root"
+            )
+        destination.mkdir(parents=True, exist_ok=True)
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(destination, members=members, filter="data")
+        else:  # Python before 3.10.12: the members were checked above.
+            tar.extractall(destination, members=members)  # noqa: S202
+    return files
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=f"python -m {__package__}.packaging")
+    commands = parser.add_subparsers(dest="command", required=True)
+    create_cmd = commands.add_parser("create", help="model directory -> model.tar.gz")
+    create_cmd.add_argument("model_dir", type=Path)
+    create_cmd.add_argument("archive", type=Path)
+    extract_cmd = commands.add_parser("extract", help="model.tar.gz -> model directory")
+    extract_cmd.add_argument("archive", type=Path)
+    extract_cmd.add_argument("destination", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "create":
+            names = create(args.model_dir, args.archive)
+            print(f"wrote {args.archive} with {len(names)} files: {', '.join(names)}")
+        else:
+            names = extract(args.archive, args.destination)
+            print(f"extracted {len(names)} files into {args.destination}")
+    except (PackagingError, OSError, tarfile.TarError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

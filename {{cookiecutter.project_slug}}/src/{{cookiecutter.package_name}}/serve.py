@@ -1,0 +1,1 @@
+{% include "stack/" ~ cookiecutter.server ~ "/serve.py" %}

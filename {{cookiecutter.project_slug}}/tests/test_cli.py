@@ -1,0 +1,25 @@
+import subprocess
+import sys
+
+import pytest
+
+from {{ cookiecutter.package_name }}.__main__ import main
+
+
+@pytest.mark.parametrize("argv", [[], ["predict"], ["train", "serve"], ["--help"]])
+def test_anything_but_train_or_serve_is_a_usage_error(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    assert "usage: python -m {{ cookiecutter.package_name }} train|serve" in capsys.readouterr().err
+
+
+def test_module_entry_point_exits_2_with_usage() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "{{ cookiecutter.package_name }}", "bogus"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "usage:" in result.stderr

@@ -1,0 +1,57 @@
+from pathlib import Path
+
+import pytest
+
+from {{ cookiecutter.package_name }}.environment import Paths, ServerSettings
+
+
+def test_paths_follow_sagemaker_base_dir() -> None:
+    paths = Paths.from_env({"SAGEMAKER_BASE_DIR": "/tmp/ml"})
+    assert paths.hyperparameters == Path("/tmp/ml/input/config/hyperparameters.json")
+    assert paths.channel("training") == Path("/tmp/ml/input/data/training")
+    assert paths.model == Path("/tmp/ml/model")
+    assert paths.failure == Path("/tmp/ml/output/failure")
+    assert paths.output_data == Path("/tmp/ml/output/data")
+
+
+def test_paths_default_to_opt_ml() -> None:
+    assert Paths.from_env({}).model == Path("/opt/ml/model")
+
+
+def test_server_settings_defaults() -> None:
+    settings = ServerSettings.from_env({})
+    assert settings.port == 8080
+    assert settings.timeout == 60
+    assert settings.max_payload_bytes == 6 * 1024 * 1024
+    assert settings.workers >= 1
+
+
+def test_server_settings_from_sagemaker_variables() -> None:
+    settings = ServerSettings.from_env(
+        {
+            "SAGEMAKER_BIND_TO_PORT": "9090",
+            "SAGEMAKER_MODEL_SERVER_WORKERS": "3",
+            "SAGEMAKER_MODEL_SERVER_TIMEOUT": "120",
+            "SAGEMAKER_MAX_PAYLOAD_IN_MB": "20",
+        }
+    )
+    assert (settings.port, settings.workers, settings.timeout) == (9090, 3, 120)
+    assert settings.max_payload_bytes == 20 * 1024 * 1024
+
+
+def test_chunked_batch_payload_is_capped_at_100_mb() -> None:
+    settings = ServerSettings.from_env({"SAGEMAKER_MAX_PAYLOAD_IN_MB": "0"})
+    assert settings.max_payload_bytes == 100 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SAGEMAKER_MODEL_SERVER_WORKERS", "many"),
+        ("SAGEMAKER_MODEL_SERVER_WORKERS", "0"),
+        ("SAGEMAKER_BIND_TO_PORT", "80.5"),
+    ],
+)
+def test_bad_server_settings_name_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        ServerSettings.from_env({name: value})

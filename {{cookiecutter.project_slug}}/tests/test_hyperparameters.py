@@ -1,0 +1,119 @@
+import json
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+
+from {{ cookiecutter.package_name }} import hyperparameters, model
+from {{ cookiecutter.package_name }}.hyperparameters import HyperparameterError, load, parse_value
+
+from .support import PROJECT
+
+
+@dataclass(frozen=True)
+class Example:
+    rate: float = 0.1
+    rounds: int = 10
+    depth: int | None = None
+    optimizer: str = "adam"
+    tag: str = "v1"
+    shuffle: bool = True
+    layers: list[int] = field(default_factory=lambda: [8])
+    mode: Literal["fast", "exact"] = "fast"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        # Plain strings, as the console and CLI send them.
+        (
+            {"rate": "0.5", "rounds": "20", "optimizer": "sgd"},
+            {"rate": 0.5, "rounds": 20, "optimizer": "sgd"},
+        ),
+        # Python str() of the values, from a plain SDK Estimator.
+        (
+            {"depth": "None", "shuffle": "False", "layers": "[16, 8]"},
+            {"depth": None, "shuffle": False, "layers": [16, 8]},
+        ),
+        # JSON-encoded again, from an SDK job with source_dir.
+        (
+            {"optimizer": '"sgd"', "rounds": "100", "depth": "3", "shuffle": "true"},
+            {"optimizer": "sgd", "rounds": 100, "depth": 3, "shuffle": True},
+        ),
+        # A digit string declared as a string stays a string; 1e2 is a whole number.
+        ({"tag": "100", "rounds": "1e2"}, {"tag": "100", "rounds": 100}),
+        ({"layers": "4,2", "mode": "exact"}, {"layers": [4, 2], "mode": "exact"}),
+        # Typed values from a hand-written local file.
+        ({"rate": 1, "rounds": 7, "shuffle": False}, {"rate": 1.0, "rounds": 7, "shuffle": False}),
+    ],
+)
+def test_every_dialect_is_read_as_the_declared_type(raw: dict, expected: dict) -> None:
+    loaded = load(Example, raw)
+    for name, value in expected.items():
+        got = getattr(loaded, name)
+        assert got == value
+        assert type(got) is type(value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"rounds": "ten"}, "'rounds': expected an integer, got 'ten'"),
+        ({"rounds": "2.5"}, "'rounds': expected an integer"),
+        ({"rate": "fast"}, "'rate': expected a number"),
+        ({"shuffle": "maybe"}, "'shuffle': expected true or false"),
+        ({"depth": "deep"}, "'depth': expected int or NoneType"),
+        ({"layers": "[1, 'x']"}, r"'layers\[1\]': expected an integer"),
+        ({"mode": "slow"}, "'mode': expected one of 'fast', 'exact'"),
+    ],
+)
+def test_bad_values_name_the_hyperparameter(raw: dict, message: str) -> None:
+    with pytest.raises(HyperparameterError, match=message):
+        load(Example, raw)
+
+
+def test_unknown_names_fail_with_the_known_ones() -> None:
+    with pytest.raises(
+        HyperparameterError, match="unknown hyperparameter 'epochs'; known: depth, "
+    ):
+        load(Example, {"epochs": "3"})
+
+
+def test_names_sagemaker_adds_are_ignored() -> None:
+    loaded = load(
+        Example,
+        {
+            "sagemaker_program": '"train.py"',
+            "sagemaker_submit_directory": '"s3://bucket/src.tar.gz"',
+            "_tuning_objective_metric": "validation:accuracy",
+            "rounds": "3",
+        },
+    )
+    assert loaded.rounds == 3
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        ("0.1", 0.1),
+        ('"adam"', "adam"),
+        ("adam", "adam"),
+        ("None", None),
+        ("null", None),
+        ("True", True),
+        ("[1, 2]", [1, 2]),
+        ("('a', 'b')", ("a", "b")),
+    ],
+)
+def test_parse_value(raw: str, value: object) -> None:
+    assert parse_value(raw) == value
+
+
+def test_the_projects_hyperparameters_file_fits_the_model() -> None:
+    raw = json.loads((PROJECT / "hyperparameters.json").read_text())
+    assert all(isinstance(value, str) for value in raw.values()), "SageMaker sends strings"
+    assert isinstance(hyperparameters.load(model.Hyperparameters, raw), model.Hyperparameters)
+
+
+def test_the_model_defaults_load_from_an_empty_file() -> None:
+    assert hyperparameters.load(model.Hyperparameters, {}) == model.Hyperparameters()

@@ -1,0 +1,135 @@
+import json
+import re
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from {{ cookiecutter.package_name }} import model, training
+from {{ cookiecutter.package_name }}.environment import Paths
+
+from .support import N_FEATURES, SAMPLE_DATA
+
+
+def run_job(paths: Paths) -> subprocess.CompletedProcess[str]:
+    """``python -m <package> train`` against ``paths``, as the container runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "{{ cookiecutter.package_name }}", "train"],
+        env={"SAGEMAKER_BASE_DIR": str(paths.base), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_train_writes_a_model_the_server_can_load(job: Paths) -> None:
+    assert training.main() == 0
+    assert not job.failure.exists()
+    assert json.loads((job.model / "metadata.json").read_text()) == {"n_features": N_FEATURES}
+    loaded = model.load(job.model)
+    features, labels = training.read_csv_channel(job, "training")
+    accuracy = float(np.mean(model.predict(loaded, features) == labels))
+    assert accuracy > 0.9
+
+
+def test_metrics_are_printed_one_parseable_line_each(job: Paths) -> None:
+    result = run_job(job)
+    assert result.returncode == 0, result.stderr
+    # What a MetricDefinitions entry would use as its Regex.
+    found = re.findall(r"^validation:accuracy=([0-9.]+)$", result.stdout, re.MULTILINE)
+    assert len(found) == 1
+    assert 0.8 < float(found[0]) <= 1.0
+
+
+def test_hyperparameters_reach_the_model(job: Paths) -> None:
+    job.hyperparameters.write_text(json.dumps({"n_estimators": '"7"', "max_depth": "None"}))
+    assert training.main() == 0
+    assert len(model.load(job.model).estimators_) == 7
+
+
+@pytest.mark.parametrize(
+    ("hyperparameters", "reason"),
+    [
+        (
+            {"n_estimators": "many"},
+            "HyperparameterError: hyperparameter 'n_estimators': expected an integer, got 'many'",
+        ),
+        (
+            {"learning_rate": "0.1"},
+            "HyperparameterError: unknown hyperparameter 'learning_rate'; known: ",
+        ),
+        ({"n_estimators": "-3"}, "n_estimators"),  # scikit-learn rejects it; the message names it.
+        ({"validation_fraction": "1.5"}, "'validation_fraction' must be in [0, 1)"),
+    ],
+)
+def test_a_bad_hyperparameter_fails_the_job_naming_it(
+    job: Paths, hyperparameters: dict, reason: str
+) -> None:
+    job.hyperparameters.write_text(json.dumps(hyperparameters))
+    result = run_job(job)
+    assert result.returncode != 0
+    failure = job.failure.read_text()
+    assert reason in failure.splitlines()[0]
+    assert len(failure.splitlines()[0]) < 1024
+
+
+def test_missing_channel_fails_the_job(job: Paths) -> None:
+    (job.channel("training") / SAMPLE_DATA.name).unlink()
+    job.channel("training").rmdir()
+    assert training.main() == 1
+    assert job.failure.read_text().startswith("TrainingError: channel 'training' is missing")
+
+
+def test_empty_channel_fails_the_job(job: Paths) -> None:
+    (job.channel("training") / SAMPLE_DATA.name).unlink()
+    assert training.main() == 1
+    assert job.failure.read_text().startswith("TrainingError: channel 'training' is empty")
+
+
+def test_malformed_csv_line_is_named(job: Paths) -> None:
+    data = job.channel("training") / SAMPLE_DATA.name
+    lines = data.read_text().splitlines()
+    lines[4] = "setosa,5.0,oops,1.4,0.2"
+    data.write_text("\n".join(lines) + "\n")
+    assert training.main() == 1
+    assert job.failure.read_text().startswith(
+        f"TrainingError: {SAMPLE_DATA.name} line 5: a feature is not a number"
+    )
+
+
+def test_ragged_csv_line_is_named(job: Paths) -> None:
+    with (job.channel("training") / SAMPLE_DATA.name).open("a") as data:
+        data.write("setosa,1.0,2.0\n")
+    assert training.main() == 1
+    assert "line 151: expected 5 columns" in job.failure.read_text()
+
+
+def test_csv_files_of_a_channel_are_read_together(job: Paths) -> None:
+    extra = job.channel("training") / "more" / "part-2.csv"
+    extra.parent.mkdir()
+    extra.write_text("virginica,6.3,3.3,6.0,2.5\n")
+    (job.channel("training") / ".hidden").write_text("not data")
+    features, labels = training.read_csv_channel(job, "training")
+    assert features.shape == (151, N_FEATURES)
+    assert labels[-1] == "virginica"
+
+
+def test_sigterm_stops_the_job_with_a_failure_file(job: Paths) -> None:
+    # Enough trees that training is still running when the signal arrives.
+    job.hyperparameters.write_text(json.dumps({"n_estimators": "20000"}))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "{{ cookiecutter.package_name }}", "train"],
+        env={"SAGEMAKER_BASE_DIR": str(job.base), "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    for line in process.stderr:  # Wait until the model is being fitted.
+        if b"training on" in line:
+            break
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) != 0
+    assert "stopped by signal SIGTERM" in job.failure.read_text().splitlines()[0]

@@ -1,7 +1,7 @@
 """Reject answers that would generate a broken project, naming the field at fault.
 
-Valid Python as it stands (the values are read in ``main`` only, as ``r'''JSON'''``:
-``tojson`` escapes every quote), so the checks are
+Valid Python as it stands (the values are read in ``main`` only, as raw strings of
+JSON padded with spaces: ``tojson`` escapes every quote inside), so the checks are
 unit-tested by importing this file; cookiecutter renders it with the answers filled in.
 """
 
@@ -24,7 +24,16 @@ CHOICES = {
     "framework": ("scikit-learn",),
 }
 # Names a package must not take: it would shadow what the project imports, or its tests/.
-RESERVED_PACKAGES = {"fastapi", "flask", "gunicorn", "joblib", "numpy", "sklearn", "tests", "uvicorn"}
+RESERVED_PACKAGES = {
+    "fastapi",
+    "flask",
+    "gunicorn",
+    "joblib",
+    "numpy",
+    "sklearn",
+    "tests",
+    "uvicorn",
+}
 
 
 def check_project_name(value: str) -> str | None:
@@ -101,16 +110,16 @@ def problems(answers: dict[str, object]) -> list[str]:
 
 def main() -> int:
     answers = {
-        "project_name": json.loads(r'''{{ cookiecutter.project_name | tojson }}'''),
-        "project_slug": json.loads(r'''{{ cookiecutter.project_slug | tojson }}'''),
-        "package_name": json.loads(r'''{{ cookiecutter.package_name | tojson }}'''),
-        "description": json.loads(r'''{{ cookiecutter.description | tojson }}'''),
-        "author": json.loads(r'''{{ cookiecutter.author | tojson }}'''),
-        "python_version": json.loads(r'''{{ cookiecutter.python_version | tojson }}'''),
-        "server": json.loads(r'''{{ cookiecutter.server | tojson }}'''),
-        "framework": json.loads(r'''{{ cookiecutter.framework | tojson }}'''),
-        "aws_region": json.loads(r'''{{ cookiecutter.aws_region | tojson }}'''),
-        "include_github_ci": json.loads(r'''{{ cookiecutter.include_github_ci | tojson }}'''),
+        "project_name": json.loads(r""" {{ cookiecutter.project_name | tojson }} """),
+        "project_slug": json.loads(r""" {{ cookiecutter.project_slug | tojson }} """),
+        "package_name": json.loads(r""" {{ cookiecutter.package_name | tojson }} """),
+        "description": json.loads(r""" {{ cookiecutter.description | tojson }} """),
+        "author": json.loads(r""" {{ cookiecutter.author | tojson }} """),
+        "python_version": json.loads(r""" {{ cookiecutter.python_version | tojson }} """),
+        "server": json.loads(r""" {{ cookiecutter.server | tojson }} """),
+        "framework": json.loads(r""" {{ cookiecutter.framework | tojson }} """),
+        "aws_region": json.loads(r""" {{ cookiecutter.aws_region | tojson }} """),
+        "include_github_ci": json.loads(r""" {{ cookiecutter.include_github_ci | tojson }} """),
     }
     messages = problems(answers)
     for message in messages:

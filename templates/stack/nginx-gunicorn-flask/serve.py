@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from . import gunicorn_server
 from .environment import ServerSettings, configure_logging
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,7 @@ def main() -> int:
     try:
         nginx = subprocess.Popen([nginx_binary(), "-e", "stderr", "-c", str(conf)])
         gunicorn = subprocess.Popen(
-            [sys.executable, "-m", f"{__package__}.gunicorn_server", f"unix:{socket}"],
+            [sys.executable, "-m", f"{__package__}.serve", f"unix:{socket}"],
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         while not stop.wait(0.2):
@@ -152,3 +153,13 @@ def main() -> int:
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
     return 0 if stop.is_set() else 1
+
+
+def run_gunicorn(bind: str) -> int:
+    """The launcher's child process: gunicorn on the Unix socket nginx proxies to."""
+    configure_logging()
+    return gunicorn_server.run(bind, ServerSettings.from_env())
+
+
+if __name__ == "__main__":
+    sys.exit(run_gunicorn(sys.argv[1]))

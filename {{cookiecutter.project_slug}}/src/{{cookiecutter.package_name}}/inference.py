@@ -96,7 +96,8 @@ class ModelService:
             self._model = loaded
             self._predict = model.predict
             self.state = State.READY
-            log.info("model loaded from %s in %.2f s", self.model_dir, time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            log.info("model loaded from %s in %.2f s", self.model_dir, seconds)
         finally:
             self._settled.set()
 

@@ -1,0 +1,1 @@
+"""Bakes run in pytest-cookies' temp dirs; the template is this repository."""

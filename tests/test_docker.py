@@ -1,0 +1,234 @@
+"""The generated image in a real Docker engine: build, ``train``, ``serve``, SIGTERM.
+
+Needs a running engine (``.ci/docker-engine.sh`` starts one) and a stand-in for the
+``python:X-slim`` base image, which no registry here can serve (``.ci/standin-image.sh``
+builds one from Debian with debootstrap and caches it).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .helpers import STRICT, TEMPLATE, full_context, run
+
+# One worker builds the images and runs every container test (pytest -n 2 --dist loadgroup).
+pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("docker")]
+
+STANDIN_SUITE = "trixie"  # Python 3.13: satisfies every requires-python the prompts offer
+STANDIN_IMAGE = "sm-byoc-python:3.13-slim"
+EXPECTED = ["setosa", "setosa", "versicolor", "versicolor", "virginica", "virginica"]
+STACKS = ["fastapi-uvicorn", "nginx-gunicorn-flask"]
+
+
+@pytest.fixture(scope="session")
+def engine() -> None:
+    if shutil.which("docker") and run(["docker", "info"], timeout=60).returncode == 0:
+        return
+    message = "no Docker engine answers (start one with .ci/docker-engine.sh)"
+    if STRICT:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def standin(engine: None) -> str:
+    built = run(
+        ["bash", str(TEMPLATE / ".ci" / "standin-image.sh"), STANDIN_SUITE, STANDIN_IMAGE],
+        timeout=900,
+    )
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    return STANDIN_IMAGE
+
+
+class Image:
+    def __init__(self, tag: str, project: Path, package: str) -> None:
+        self.tag = tag
+        self.project = project
+        self.package = package
+
+    def run(self, *args: str, timeout: float = 300) -> tuple[int, str, str]:
+        done = run(["docker", "run", "--rm", *args], timeout=timeout)
+        return done.returncode, done.stdout, done.stderr
+
+
+@pytest.fixture(scope="module", params=STACKS)
+def image(request: pytest.FixtureRequest, cookies_session, standin: str) -> Iterator[Image]:
+    context = full_context({"server": request.param})
+    result = cookies_session.bake(extra_context=context)
+    assert result.exit_code == 0, result.exception
+    project = Path(result.project_path)
+    tag = f"sm-byoc-test/{request.param}:{uuid.uuid4().hex[:8]}"
+    # The generated Makefile's own build command, with the stand-in base.
+    built = run(
+        [
+            "make",
+            "build",
+            f"BASE_IMAGE={standin}",
+            f"IMAGE={tag.split(':')[0]}",
+            f"TAG={tag.split(':')[1]}",
+        ],
+        cwd=project,
+        timeout=900,
+    )
+    assert built.returncode == 0, built.stdout[-4000:] + built.stderr[-4000:]
+    yield Image(tag, project, context["package_name"])
+    run(["docker", "rmi", "-f", tag])
+
+
+def layout(base: Path, project: Path, hyperparameters: dict[str, str]) -> Path:
+    (base / "input" / "config").mkdir(parents=True)
+    (base / "input" / "config" / "hyperparameters.json").write_text(json.dumps(hyperparameters))
+    (base / "input" / "data" / "training").mkdir(parents=True)
+    shutil.copy(project / "data" / "iris.csv", base / "input" / "data" / "training")
+    return base
+
+
+def http(url: str, body: bytes | None = None, headers: dict[str, str] | None = None):
+    request = urllib.request.Request(url, data=body, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Container:
+    def __init__(self, image: Image, model_dir: Path, port: int, container_port: int = 8080):
+        self.name = f"sm-byoc-{uuid.uuid4().hex[:10]}"
+        env = [] if container_port == 8080 else ["-e", f"SAGEMAKER_BIND_TO_PORT={container_port}"]
+        started = run(
+            [
+                "docker", "run", "-d", "--name", self.name,
+                "-p", f"127.0.0.1:{port}:{container_port}",
+                "-v", f"{model_dir}:/opt/ml/model:ro",
+                *env, image.tag, "serve",
+            ]
+        )  # fmt: skip
+        assert started.returncode == 0, started.stderr
+        self.url = f"http://127.0.0.1:{port}"
+
+    def wait_healthy(self, seconds: float = 90) -> float:
+        started = time.monotonic()
+        while time.monotonic() - started < seconds:
+            try:
+                if http(self.url + "/ping")[0] == 200:
+                    return time.monotonic() - started
+            except OSError:
+                pass
+            time.sleep(0.2)
+        pytest.fail(f"/ping not 200 within {seconds} s:\n{self.logs()}")
+
+    def logs(self) -> str:
+        done = run(["docker", "logs", self.name])
+        return (done.stdout + done.stderr)[-4000:]
+
+    def stop(self) -> tuple[int, float]:
+        started = time.monotonic()
+        stopped = run(["docker", "stop", "-t", "30", self.name], timeout=60)
+        assert stopped.returncode == 0, stopped.stderr
+        seconds = time.monotonic() - started
+        code = run(["docker", "inspect", "-f", "{{.State.ExitCode}}", self.name]).stdout.strip()
+        return int(code), seconds
+
+    def remove(self) -> None:
+        run(["docker", "rm", "-f", self.name])
+
+
+def test_image_is_configured_for_sagemaker(image: Image) -> None:
+    inspected = json.loads(run(["docker", "inspect", image.tag]).stdout)[0]["Config"]
+    assert inspected["Entrypoint"] == ["python", "-m", image.package]
+    assert inspected["Cmd"] == ["serve"]
+    assert "8080/tcp" in inspected["ExposedPorts"]
+    assert (
+        inspected["Labels"]["com.amazonaws.sagemaker.capabilities.accept-bind-to-port"] == "true"
+    )
+    assert "PYTHONUNBUFFERED=1" in inspected["Env"]
+
+
+def test_anything_but_train_or_serve_exits_2(image: Image) -> None:
+    code, _, err = image.run(image.tag, "bogus")
+    assert code == 2
+    assert f"usage: python -m {image.package} train|serve" in err
+
+
+def test_train_package_serve_predict_stop(image: Image, tmp_path: Path) -> None:
+    job = layout(tmp_path / "job", image.project, {"n_estimators": "50", "max_depth": '"4"'})
+    code, out, err = image.run("-v", f"{job}:/opt/ml", image.tag, "train")
+    assert code == 0, err[-3000:]
+    assert "validation:accuracy=" in out
+    assert not (job / "output" / "failure").exists()
+    assert (job / "model" / "metadata.json").is_file()
+
+    # model.tar.gz as SageMaker makes it, then extracted as SageMaker does for an endpoint.
+    code, _, err = image.run(
+        "-v", f"{job}:/opt/ml", "-v", f"{tmp_path}:/work", "--entrypoint", "python", image.tag,
+        "-m", f"{image.package}.packaging", "create", "/opt/ml/model", "/work/model.tar.gz",
+    )  # fmt: skip
+    assert code == 0, err
+    code, _, err = image.run(
+        "-v", f"{tmp_path}:/work", "--entrypoint", "python", image.tag,
+        "-m", f"{image.package}.packaging", "extract", "/work/model.tar.gz",
+        "/work/endpoint/model",
+    )  # fmt: skip
+    assert code == 0, err
+
+    container = Container(image, tmp_path / "endpoint" / "model", free_port())
+    try:
+        container.wait_healthy()
+        request = (image.project / "data" / "sample-request.csv").read_bytes()
+        status, body = http(container.url + "/invocations", request, {"Content-Type": "text/csv"})
+        assert status == 200, body
+        assert body.decode().splitlines() == EXPECTED
+        status, body = http(
+            container.url + "/invocations",
+            json.dumps({"instances": [[5.1, 3.5, 1.4, 0.2]]}).encode(),
+            {"Content-Type": "application/json", "Accept": "application/json"},
+        )
+        assert (status, json.loads(body)) == (200, {"predictions": ["setosa"]})
+        assert (
+            http(container.url + "/invocations", b"1,2\n", {"Content-Type": "text/csv"})[0] == 400
+        )
+        assert http(container.url + "/invocations", b"x", {"Content-Type": "image/png"})[0] == 415
+        code, seconds = container.stop()
+        assert code == 0, container.logs()
+        assert seconds < 10, f"SIGTERM took {seconds:.1f} s"
+    finally:
+        container.remove()
+
+
+def test_serve_honours_sagemaker_bind_to_port(image: Image, tmp_path: Path) -> None:
+    job = layout(tmp_path / "job", image.project, {"n_estimators": "5"})
+    code, _, err = image.run("-v", f"{job}:/opt/ml", image.tag, "train")
+    assert code == 0, err
+    container = Container(image, job / "model", free_port(), container_port=9123)
+    try:
+        container.wait_healthy()
+    finally:
+        container.remove()
+
+
+def test_a_failed_job_writes_the_failure_file(image: Image, tmp_path: Path) -> None:
+    job = layout(tmp_path / "job", image.project, {"n_estimators": "lots"})
+    code, _, _ = image.run("-v", f"{job}:/opt/ml", image.tag, "train")
+    assert code != 0
+    reason = (job / "output" / "failure").read_text().splitlines()[0]
+    assert reason == (
+        "HyperparameterError: hyperparameter 'n_estimators': expected an integer, got 'lots'"
+    )

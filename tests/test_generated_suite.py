@@ -1,0 +1,62 @@
+"""Each server stack's generated project passes its own test suite, in its own virtualenv.
+
+The suite trains on the sample data, packages and unpacks model.tar.gz, starts the real
+server process and checks /ping, predictions, bad input and SIGTERM. Nothing may be skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from .helpers import STRICT, find_python, full_context, run, venv_for
+
+pytestmark = pytest.mark.slow
+
+NGINX_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
+
+# Each stack once, on different Pythons, so the lowest and highest supported run too.
+SUITES = [
+    {"server": "fastapi-uvicorn", "python_version": "3.12"},
+    {"server": "flask-gunicorn", "python_version": "3.11"},
+    {"server": "nginx-gunicorn-flask", "python_version": "3.13"},
+    {"server": "fastapi-uvicorn", "python_version": "3.10"},
+]
+
+
+def summary_counts(output: str) -> dict[str, int]:
+    """{"passed": 120, "failed": 0, ...} from pytest's last line."""
+    last = output.strip().splitlines()[-1]
+    return {word: int(n) for n, word in re.findall(r"(\d+) (\w+)", last)}
+
+
+@pytest.mark.parametrize("extra", SUITES, ids=lambda e: f"{e['server']}-py{e['python_version']}")
+def test_generated_project_suite_passes(cookies, extra: dict[str, str]) -> None:
+    python = find_python(extra["python_version"])
+    if python is None:
+        message = f"no Python {extra['python_version']} interpreter on this machine"
+        if STRICT:
+            pytest.fail(message)
+        pytest.skip(message)
+    if extra["server"] == "nginx-gunicorn-flask" and not shutil.which("nginx", path=NGINX_PATH):
+        if STRICT:
+            pytest.fail("nginx is not installed")
+        pytest.skip("nginx is not installed (apt-get install nginx)")
+    result = cookies.bake(extra_context=full_context(extra))
+    assert result.exit_code == 0, result.exception
+    project = Path(result.project_path)
+    venv = venv_for(project, python)
+    tested = run(
+        [str(venv / "bin/python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfEs"],
+        cwd=project,
+        timeout=900,
+    )
+    output = tested.stdout + tested.stderr
+    assert tested.returncode == 0, output[-6000:]
+    counts = summary_counts(tested.stdout)
+    assert counts.get("passed", 0) >= 100, output[-2000:]
+    assert set(counts) <= {"passed", "warning", "warnings"}, output[-3000:]  # no skip, no xfail

@@ -21,7 +21,7 @@ REGION_PATTERN = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]$")
 CHOICES = {
     "python_version": ("3.10", "3.11", "3.12", "3.13"),
     "server": ("fastapi-uvicorn", "flask-gunicorn", "nginx-gunicorn-flask"),
-    "framework": ("scikit-learn",),
+    "framework": ("scikit-learn", "xgboost", "lightgbm", "pytorch", "tensorflow", "custom"),
 }
 # Names a package must not take: it would shadow what the project imports, or its tests/.
 RESERVED_PACKAGES = {

@@ -114,6 +114,7 @@ def expected_files(context: Mapping[str, Any]) -> set[str]:
                 "test_codec",
                 "test_environment",
                 "test_hyperparameters",
+                "test_model",
                 "test_packaging",
                 "test_server",
                 "test_training",

@@ -11,6 +11,7 @@ from {{ cookiecutter.package_name }}.environment import Paths
 from {{ cookiecutter.package_name }}.inference import ModelService
 
 from .support import layout
+from .test_model import QUICK_HYPERPARAMETERS
 
 
 @pytest.fixture
@@ -24,7 +25,7 @@ def job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Paths:
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Paths:
     """One training job on the sample data, run once for the whole session."""
-    paths = layout(tmp_path_factory.mktemp("trained"), {"n_estimators": "20"})
+    paths = layout(tmp_path_factory.mktemp("trained"), QUICK_HYPERPARAMETERS)
     training.run(paths)
     return paths
 

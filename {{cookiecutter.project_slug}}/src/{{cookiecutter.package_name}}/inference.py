@@ -116,6 +116,9 @@ class ModelService:
             raise InvocationError(
                 400, f"expected {self.n_features} features per row, got {features.shape[1]}"
             )
+        if np.isinf(features).any():
+            row = int(np.isinf(features).any(axis=1).argmax())
+            raise InvocationError(400, f"features must be finite: row {row + 1} has infinity")
         try:
             return self._predict(self._model, features)
         except ValueError as exc:  # What ML libraries raise for input they cannot score.

@@ -1,0 +1,1 @@
+{% include "framework/" ~ cookiecutter.framework ~ "/test_model.py" %}

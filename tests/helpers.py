@@ -175,6 +175,35 @@ def find_python(version: str) -> str | None:
     return None
 
 
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def local_wheels(name: str, venv: Path) -> list[Path]:
+    """Wheels of ``name`` for the venv's Python in the pip find-links folders of this machine."""
+    tag = run(
+        [
+            str(venv / "bin/python"),
+            "-c",
+            "import sys; print(f'cp{sys.version_info[0]}{sys.version_info[1]}')",
+        ]
+    ).stdout.strip()
+    folders = os.environ.get("PIP_FIND_LINKS", "/opt/wheels").split()
+    return sorted(
+        wheel for folder in folders for wheel in Path(folder).glob(f"{name}-*-{tag}-{tag}-*.whl")
+    )
+
+
+def install_cpu_torch(venv: Path) -> None:
+    """CPU torch before the project: PyPI's Linux wheel would pull gigabytes of CUDA.
+
+    A wheel lying on this machine if there is one, else the official CPU index.
+    """
+    wheels = local_wheels("torch", venv)
+    source = [str(wheels[-1])] if wheels else ["--index-url", TORCH_CPU_INDEX, "torch"]
+    installed = run([str(venv / "bin/python"), "-m", "pip", "install", "-q", *source])
+    assert installed.returncode == 0, installed.stderr[-4000:]
+
+
 def venv_for(project: Path, python: str) -> Path:
     """A virtualenv with the project's dependencies, cached by interpreter and pyproject.
 
@@ -190,6 +219,8 @@ def venv_for(project: Path, python: str) -> Path:
         shutil.rmtree(venv, ignore_errors=True)
         created = run([python, "-m", "venv", str(venv)])
         assert created.returncode == 0, created.stderr
+        if re.search(r'^\s*"torch[>=<~ ]', pyproject, re.MULTILINE):
+            install_cpu_torch(venv)
         installed = run(
             [str(venv / "bin/python"), "-m", "pip", "install", "-q", "-e", ".[dev]"], cwd=project
         )

@@ -13,19 +13,33 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import STRICT, find_python, full_context, run, venv_for
+from .helpers import STRICT, choices, find_python, full_context, run, venv_for
 
 pytestmark = pytest.mark.slow
 
 NGINX_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
 
-# Each stack once, on different Pythons, so the lowest and highest supported run too.
+# Each framework runs on one Python (so the two stacks' venvs share their downloads), and
+# the frameworks together cover every Python the prompts offer. PyTorch runs where this
+# machine has a CPU wheel of torch.
+FRAMEWORK_PYTHON = {
+    "scikit-learn": "3.12",
+    "xgboost": "3.13",
+    "lightgbm": "3.10",
+    "pytorch": "3.11",
+    "tensorflow": "3.12",
+    "custom": "3.13",
+}
 SUITES = [
-    {"server": "fastapi-uvicorn", "python_version": "3.12"},
-    {"server": "flask-gunicorn", "python_version": "3.11"},
-    {"server": "nginx-gunicorn-flask", "python_version": "3.13"},
-    {"server": "fastapi-uvicorn", "python_version": "3.10"},
+    {"framework": framework, "server": server, "python_version": FRAMEWORK_PYTHON[framework]}
+    for framework in choices()["framework"]
+    for server in choices()["server"]
 ]
+
+
+def test_every_framework_has_a_python() -> None:
+    assert set(FRAMEWORK_PYTHON) == set(choices()["framework"])
+    assert set(FRAMEWORK_PYTHON.values()) == set(choices()["python_version"])
 
 
 def summary_counts(output: str) -> dict[str, int]:
@@ -34,7 +48,9 @@ def summary_counts(output: str) -> dict[str, int]:
     return {word: int(n) for n, word in re.findall(r"(\d+) (\w+)", last)}
 
 
-@pytest.mark.parametrize("extra", SUITES, ids=lambda e: f"{e['server']}-py{e['python_version']}")
+@pytest.mark.parametrize(
+    "extra", SUITES, ids=lambda e: f"{e['framework']}-{e['server']}-py{e['python_version']}"
+)
 def test_generated_project_suite_passes(cookies, extra: dict[str, str]) -> None:
     python = find_python(extra["python_version"])
     if python is None:

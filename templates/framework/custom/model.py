@@ -1,7 +1,7 @@
 """Your model: the one file to edit to bring your own (no ML library).
 
 A skeleton for models that are plain Python: the example is a nearest-prototype classifier
-(learning vector quantisation) written with NumPy alone, so every line of training,
+(learning vector quantisation, LVQ1) written with NumPy alone, so every line of training,
 saving, loading and predicting is here to read and replace. The training runner
 (``training.py``) and the model server (``inference.py``) call only what is defined here:
 
@@ -36,6 +36,7 @@ MODEL_FILE = "model.json"
 class Hyperparameters:
     epochs: int = 30
     learning_rate: float = 0.05
+    prototypes_per_class: int = 3
     standardize: bool = True
     validation_fraction: float = 0.2
     seed: int = 0
@@ -50,10 +51,10 @@ class Hyperparameters:
 
 @dataclass
 class Model:
-    """One prototype per class, in standardised feature space."""
+    """Labelled prototypes, in standardised feature space: a row's class is its nearest's."""
 
-    classes: np.ndarray  # class names, one per prototype
-    prototypes: np.ndarray  # (classes x features)
+    classes: np.ndarray  # the class name of each prototype
+    prototypes: np.ndarray  # (prototypes x features)
     mean: np.ndarray  # (features,)
     scale: np.ndarray  # (features,)
 
@@ -92,26 +93,33 @@ def train(
     scale = features[train_rows].std(axis=0) if hp.standardize else np.ones(features.shape[1])
     scale[scale == 0] = 1.0
     x = (features - mean) / scale
-    classes, y = np.unique(labels, return_inverse=True)
-    # Start from the class centroids, then pull each prototype towards its own class's rows
-    # and push it away from the others' (LVQ1).
-    prototypes = np.stack(
-        [x[train_rows][y[train_rows] == k].mean(axis=0) for k in range(len(classes))]
-    )
+    names, y = np.unique(labels, return_inverse=True)
+    # Start from a few training rows of each class, then pull each row's nearest prototype
+    # towards the row if their classes agree and push it away if not, less every epoch.
+    starts = []
+    for k in range(len(names)):
+        rows = train_rows[y[train_rows] == k]
+        if len(rows) < hp.prototypes_per_class:
+            raise ValueError(
+                f"hyperparameter 'prototypes_per_class' is {hp.prototypes_per_class}, but class"
+                f" {names[k]!r} has only {len(rows)} training rows"
+            )
+        starts.extend(rng.choice(rows, hp.prototypes_per_class, replace=False))
+    prototypes = x[starts].copy()
+    owners = y[starts]
     for epoch in range(1, hp.epochs + 1):
         rate = hp.learning_rate * (1 - (epoch - 1) / hp.epochs)
         for row in rng.permutation(train_rows):
-            winner = _nearest(prototypes, x[row : row + 1])[0]
-            sign = 1.0 if winner == y[row] else -1.0
-            prototypes[winner] += sign * rate * (x[row] - prototypes[winner])
+            nearest = _nearest(prototypes, x[row : row + 1])[0]
+            sign = 1.0 if owners[nearest] == y[row] else -1.0
+            prototypes[nearest] += sign * rate * (x[row] - prototypes[nearest])
         log_metric("epoch", epoch)
-        log_metric(
-            "train:accuracy", float(np.mean(_nearest(prototypes, x[train_rows]) == y[train_rows]))
-        )
+        predicted = owners[_nearest(prototypes, x[train_rows])]
+        log_metric("train:accuracy", float(np.mean(predicted == y[train_rows])))
         if len(validation_rows):
-            predicted = _nearest(prototypes, x[validation_rows])
+            predicted = owners[_nearest(prototypes, x[validation_rows])]
             log_metric("validation:accuracy", float(np.mean(predicted == y[validation_rows])))
-    return Model(classes=classes, prototypes=prototypes, mean=mean, scale=scale)
+    return Model(classes=names[owners], prototypes=prototypes, mean=mean, scale=scale)
 
 
 def save(model: Model, model_dir: Path) -> None:

@@ -21,15 +21,29 @@ LONG_HYPERPARAMETERS = {"epochs": "100000"}
 LIBRARY_REJECTED = ({"learning_rate": "-0.1"}, "'learning_rate' must be positive")
 
 
-def test_no_epochs_leaves_the_class_centroids(job: Paths) -> None:
+def test_hyperparameters_reach_the_model(job: Paths) -> None:
     job.hyperparameters.write_text(
-        json.dumps({"epochs": "0", "standardize": "False", "validation_fraction": "0"})
+        json.dumps({"epochs": "0", "prototypes_per_class": "2", "standardize": "False"})
     )
     assert training.main() == 0
     trained = model.load(job.model)
     features, labels = training.read_csv_channel(job, "training")
+    # No epochs: the prototypes are still the training rows they started from.
+    assert sorted(trained.classes) == ["setosa"] * 2 + ["versicolor"] * 2 + ["virginica"] * 2
     for name, prototype in zip(trained.classes, trained.prototypes, strict=True):
-        np.testing.assert_allclose(prototype, features[labels == name].mean(axis=0))
+        assert (features[labels == name] == prototype).all(axis=1).any()
+
+
+def test_too_many_prototypes_fail_the_job_naming_it(job: Paths) -> None:
+    job.hyperparameters.write_text(json.dumps({"prototypes_per_class": "500"}))
+    assert training.main() == 1
+    assert "'prototypes_per_class' is 500" in job.failure.read_text().splitlines()[0]
+
+
+def test_training_learns(trained: Paths, job: Paths) -> None:
+    features, labels = training.read_csv_channel(job, "training")
+    accuracy = np.mean(model.predict(model.load(trained.model), features) == labels)
+    assert accuracy > 0.93
 
 
 def test_one_metric_line_per_epoch(job: Paths, capsys: pytest.CaptureFixture[str]) -> None:
@@ -44,8 +58,8 @@ def test_one_metric_line_per_epoch(job: Paths, capsys: pytest.CaptureFixture[str
 
 def test_the_saved_model_is_plain_json(trained: Paths) -> None:
     document = json.loads((trained.model / model.MODEL_FILE).read_text())
-    assert sorted(document["classes"]) == ["setosa", "versicolor", "virginica"]
-    assert np.asarray(document["prototypes"]).shape == (3, 4)
+    assert sorted(set(document["classes"])) == ["setosa", "versicolor", "virginica"]
+    assert np.asarray(document["prototypes"]).shape == (len(document["classes"]), 4)
 
 
 def test_predict_is_one_vectorised_call(trained: Paths) -> None:

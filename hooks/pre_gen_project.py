@@ -25,15 +25,9 @@ CHOICES = {
 }
 # Names a package must not take: it would shadow what the project imports, or its tests/.
 RESERVED_PACKAGES = {
-    "fastapi",
-    "flask",
-    "gunicorn",
-    "joblib",
-    "numpy",
-    "sklearn",
-    "tests",
-    "uvicorn",
-}
+    "fastapi", "flask", "gunicorn", "joblib", "keras", "lightgbm", "numpy", "sklearn",
+    "tensorflow", "tests", "torch", "uvicorn", "xgboost",
+}  # fmt: skip
 
 
 def check_project_name(value: str) -> str | None:

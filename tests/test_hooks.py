@@ -72,7 +72,7 @@ def test_good_slugs(slug: str) -> None:
 
 @pytest.mark.parametrize(
     "package",
-    ["Iris", "1iris", "iris-classifier", "class", "json", "numpy", "tests", "iris classifier", ""],
+    ["Iris", "1iris", "iris-classifier", "class", "json", "numpy", "torch", "tests", ""],
 )
 def test_bad_package_names(package: str) -> None:
     (message,) = pre.problems(answers(package_name=package))

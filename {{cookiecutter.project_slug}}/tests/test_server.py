@@ -33,16 +33,20 @@ class Server:
         self.url = f"http://127.0.0.1:{port}"
         self.port = port
         self.started = time.monotonic()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "{{ cookiecutter.package_name }}", "serve"],
-            env={
-                **os.environ,
-                "SAGEMAKER_BASE_DIR": str(base),
-                "SAGEMAKER_BIND_TO_PORT": str(port),
-                "SAGEMAKER_MODEL_SERVER_WORKERS": "2",
-                **env,
-            },
-        )
+        self.log = base.parent / f"server-{port}.log"
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "{{ cookiecutter.package_name }}", "serve"],
+                env={
+                    **os.environ,
+                    "SAGEMAKER_BASE_DIR": str(base),
+                    "SAGEMAKER_BIND_TO_PORT": str(port),
+                    "SAGEMAKER_MODEL_SERVER_WORKERS": "2",
+                    **env,
+                },
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     def ping(self) -> int | None:
         try:
@@ -53,11 +57,11 @@ class Server:
     def wait_until_healthy(self) -> None:
         deadline = time.monotonic() + STARTUP_SECONDS
         while time.monotonic() < deadline:
-            assert self.process.poll() is None, "the server exited during startup"
+            assert self.process.poll() is None, f"the server exited:\n{self.log.read_text()}"
             if self.ping() == 200:
                 return
             time.sleep(0.1)
-        pytest.fail(f"/ping was not 200 within {STARTUP_SECONDS} s")
+        pytest.fail(f"/ping was not 200 within {STARTUP_SECONDS} s:\n{self.log.read_text()}")
 
     def stop(self) -> tuple[int, float]:
         """SIGTERM, as SageMaker sends it; the exit code and how long the stop took."""
@@ -93,6 +97,14 @@ def server(serving_dir: Path) -> Iterator[Server]:
         code, seconds = server.stop()
         assert code == 0
         assert seconds < 10
+
+
+def test_every_worker_loads_the_model_once_and_says_so(server: Server) -> None:
+    # The fixture waited for one worker's /ping; the other may still be loading.
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while server.log.read_text().count("model loaded from") < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert server.log.read_text().count("model loaded from") == 2, server.log.read_text()
 
 
 def test_ping(server: Server) -> None:

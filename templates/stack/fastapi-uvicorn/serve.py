@@ -15,7 +15,7 @@ from types import FrameType
 
 import uvicorn
 
-from .environment import ServerSettings, configure_logging
+from .environment import LOG_CONFIG, ServerSettings, configure_logging
 
 # SageMaker sends SIGKILL 30 s after SIGTERM: finish in-flight requests well before that.
 GRACEFUL_SHUTDOWN_SECONDS = 25
@@ -43,6 +43,6 @@ def main() -> int:
         http="httptools",
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-        log_config=None,
+        log_config=LOG_CONFIG,  # applied again in each worker process
     )
     return 0

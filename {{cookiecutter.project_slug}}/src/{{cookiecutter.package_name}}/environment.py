@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.config
 import os
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,10 +143,20 @@ def threads_per_worker(env: Mapping[str, str] = os.environ) -> int:
     return max(1, cpu_count() // ServerSettings.from_env(env).workers)
 
 
+# One line per record on stderr (unbuffered): CloudWatch shows what the process prints.
+# A dictConfig, so that server workers started afresh (not forked) can apply it too.
+LOG_CONFIG: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "line": {"format": "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"}
+    },
+    "handlers": {
+        "stderr": {"class": "logging.StreamHandler", "formatter": "line", "stream": "ext://sys.stderr"}
+    },
+    "root": {"level": "INFO", "handlers": ["stderr"]},
+}
+
+
 def configure_logging() -> None:
-    """Unbuffered, one line per record: CloudWatch shows what the process prints."""
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logging.config.dictConfig(LOG_CONFIG)

@@ -99,6 +99,11 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+def gpu_count() -> int:
+    """NVIDIA GPUs mapped into the container (``/dev/nvidia0``...), as on GPU instances."""
+    return len(list(Path("/dev").glob("nvidia[0-9]*")))
+
+
 def _int_from_env(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
     raw = env.get(name, "").strip()
     if not raw:
@@ -152,7 +157,11 @@ LOG_CONFIG: dict[str, Any] = {
         "line": {"format": "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"}
     },
     "handlers": {
-        "stderr": {"class": "logging.StreamHandler", "formatter": "line", "stream": "ext://sys.stderr"}
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "formatter": "line",
+            "stream": "ext://sys.stderr",
+        }
     },
     "root": {"level": "INFO", "handlers": ["stderr"]},
 }

@@ -125,6 +125,8 @@ def expected_files(context: Mapping[str, Any]) -> set[str]:
         files.add(f"{pkg}/gunicorn_server.py")
     if context["include_github_ci"]:
         files.add(".github/workflows/ci.yml")
+    if context["framework"] == "pytorch":
+        files.add("wheels/README.md")
     return files
 
 
@@ -178,15 +180,8 @@ def find_python(version: str) -> str | None:
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
 
-def local_wheels(name: str, venv: Path) -> list[Path]:
-    """Wheels of ``name`` for the venv's Python in the pip find-links folders of this machine."""
-    tag = run(
-        [
-            str(venv / "bin/python"),
-            "-c",
-            "import sys; print(f'cp{sys.version_info[0]}{sys.version_info[1]}')",
-        ]
-    ).stdout.strip()
+def local_wheels(name: str, tag: str) -> list[Path]:
+    """Wheels of ``name`` for CPython ``tag`` ("cp311") in this machine's pip find-links."""
     folders = os.environ.get("PIP_FIND_LINKS", "/opt/wheels").split()
     return sorted(
         wheel for folder in folders for wheel in Path(folder).glob(f"{name}-*-{tag}-{tag}-*.whl")
@@ -198,7 +193,8 @@ def install_cpu_torch(venv: Path) -> None:
 
     A wheel lying on this machine if there is one, else the official CPU index.
     """
-    wheels = local_wheels("torch", venv)
+    version = run([str(venv / "bin/python"), "-c", "import sys; print(*sys.version_info[:2])"])
+    wheels = local_wheels("torch", "cp" + version.stdout.strip().replace(" ", ""))
     source = [str(wheels[-1])] if wheels else ["--index-url", TORCH_CPU_INDEX, "torch"]
     installed = run([str(venv / "bin/python"), "-m", "pip", "install", "-q", *source])
     assert installed.returncode == 0, installed.stderr[-4000:]

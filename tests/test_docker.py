@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import STRICT, TEMPLATE, choices, context_id, full_context, run
+from .helpers import STRICT, TEMPLATE, choices, context_id, full_context, local_wheels, run
 
 # One worker builds the images and runs every container test (pytest -n 2 --dist loadgroup).
 pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("docker")]
@@ -61,12 +61,26 @@ def standin(python_version: str) -> str:
 
 
 # Frameworks whose test build needs a particular Python (the wheels on this machine).
-BUILD_PYTHON: dict[str | None, dict[str, str]] = {}
+BUILD_PYTHON: dict[str | None, dict[str, str]] = {"pytorch": {"python_version": "3.11"}}
 
 
 def build_args(context: dict, project: Path) -> list[str]:
-    """Extra `make build` variables a framework needs to build without its usual index."""
-    return []
+    """Extra `make build` variables a framework needs to build without its usual index.
+
+    PyTorch's CPU index is out of reach here: the CPU wheel lying on this machine goes into
+    the project's wheels/ folder, pinned exactly so that PyPI's CUDA build cannot win.
+    """
+    if context["framework"] != "pytorch":
+        return []
+    tag = "cp" + context["python_version"].replace(".", "")
+    wheels = [wheel for wheel in local_wheels("torch", tag) if "+cpu-" in wheel.name]
+    if not wheels:
+        if STRICT:
+            pytest.fail(f"no CPU torch wheel for {tag} on this machine")
+        pytest.skip(f"no CPU torch wheel for {tag} on this machine")
+    shutil.copy(wheels[-1], project / "wheels")
+    version = wheels[-1].name.split("-")[1]
+    return ["TORCH_INDEX_URL=https://pypi.org/simple", f"TORCH_REQUIREMENT=torch=={version}"]
 
 
 class Image:

@@ -14,10 +14,13 @@ nothing else:
   regex such as ``validation:accuracy=([0-9.]+)`` picks up. The loop is back in Python after
   every batch, so a stopped job (SIGTERM) ends at once.
 - ``save(model, model_dir)`` / ``load(model_dir)``: the network's ``state_dict`` goes to
-  ``model.pt`` (``torch.save``); ``model.json`` holds the class names and the layer sizes
-  that rebuild the network before ``load_state_dict``. ``load`` runs once per server worker
-  and gives PyTorch that worker's share of the CPUs.
-- ``predict(model, features)``: one forward pass, in inference mode, for a whole batch.
+  ``model.pt`` (``torch.save``), with the feature scaling fitted on the training split as
+  buffers; ``model.json`` holds the class names and the layer sizes that rebuild the network
+  before ``load_state_dict``. ``load`` runs once per server worker and gives PyTorch that
+  worker's share of the CPUs.
+- ``predict(model, features)``: one forward pass, in inference mode, for a whole batch (in
+  chunks of ``PREDICT_CHUNK_ROWS`` rows for a huge one). A NaN feature is a ValueError,
+  which the server answers with 400.
 
 The network runs on the GPU when PyTorch sees one (``torch.cuda.is_available()``) and on the
 CPU otherwise, with no change here.
@@ -42,13 +45,16 @@ WEIGHTS_FILE = "model.pt"
 CONFIG_FILE = "model.json"
 # Rows per forward pass when predicting: a 100 MB batch-transform payload stays in memory.
 PREDICT_CHUNK_ROWS = 65_536
+# CPU threads for training. Batches of a network this small are too small to share out:
+# more threads only wait for each other, badly so on a busy CPU. Raise it for a larger one.
+TRAINING_THREADS = 1
 
 
 @dataclass(frozen=True)
 class Hyperparameters:
     """Named as PyTorch users name them; see ``torch.optim`` and ``torch.nn``."""
 
-    epochs: int = 100
+    epochs: int = 50
     batch_size: int = 16
     lr: float = 0.01
     optimizer: Literal["adam", "sgd"] = "adam"
@@ -116,6 +122,7 @@ def train(
     hp: Hyperparameters,
     log_metric: Callable[[str, float], None],
 ) -> Classifier:
+    torch.set_num_threads(TRAINING_THREADS)
     torch.manual_seed(hp.seed)  # Weight initialisation and dropout, on every device.
     target = device()
     classes, codes = np.unique(labels, return_inverse=True)
@@ -212,10 +219,11 @@ def load(model_dir: Path) -> Classifier:
     torch.set_num_threads(threads)
     config = json.loads((model_dir / CONFIG_FILE).read_text())
     network = MLP(**config["architecture"])
+    target = device()
     # weights_only: tensors and plain containers, never arbitrary pickled code.
-    state = torch.load(model_dir / WEIGHTS_FILE, map_location=device(), weights_only=True)
+    state = torch.load(model_dir / WEIGHTS_FILE, map_location=target, weights_only=True)
     network.load_state_dict(state)
-    network.to(device()).eval()
+    network.to(target).eval()
     return Classifier(network, np.asarray(config["classes"]), config["architecture"], threads)
 
 
@@ -224,7 +232,8 @@ def predict(model: Classifier, features: np.ndarray) -> np.ndarray:
         row = int(np.isnan(features).any(axis=1).argmax())
         raise ValueError(f"features must be numbers: row {row + 1} has NaN")
     if model.threads is not None and torch.get_num_threads() != model.threads:
-        # The CPU thread count is kept per thread: apply it in the serving thread too.
+        # PyTorch (OpenMP) keeps the CPU thread count per OS thread: a server thread that
+        # ran torch code before load kept the old count.
         torch.set_num_threads(model.threads)
     network = model.network
     target = next(network.parameters()).device

@@ -113,6 +113,20 @@ def test_load_gives_torch_the_workers_share_of_the_cpus(
         torch.set_num_threads(before)
 
 
+def test_training_runs_on_its_own_thread_count(
+    trained: Paths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    features, labels = training.read_csv_channel(trained, "training")
+    before = torch.get_num_threads()
+    try:
+        for threads in (2, 1):
+            monkeypatch.setattr(model, "TRAINING_THREADS", threads)
+            model.train(features, labels, model.Hyperparameters(epochs=1), Metrics())
+            assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_predict_is_one_forward_pass_in_inference_mode(trained: Paths) -> None:
     classifier = model.load(trained.model)
     passes: list[tuple[int, bool, bool]] = []
@@ -126,6 +140,19 @@ def test_predict_is_one_forward_pass_in_inference_mode(trained: Paths) -> None:
     assert passes == [(1000, True, False)]
     assert predictions.shape == (1000,)
     assert list(predictions[:2]) == ["setosa", "virginica"]
+
+
+def test_large_batches_go_through_in_fixed_chunks(
+    trained: Paths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    classifier = model.load(trained.model)
+    rows = np.tile([[5.1, 3.5, 1.4, 0.2], [6.3, 3.3, 6.0, 2.5]], (500, 1))
+    whole = model.predict(classifier, rows)
+    passes: list[int] = []
+    classifier.network.register_forward_hook(lambda _, args, __: passes.append(len(args[0])))
+    monkeypatch.setattr(model, "PREDICT_CHUNK_ROWS", 400)
+    assert model.predict(classifier, rows).tolist() == whole.tolist()
+    assert passes == [400, 400, 200]
 
 
 def test_nan_features_are_refused_naming_the_row(trained: Paths) -> None:

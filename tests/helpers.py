@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import itertools
 import json
@@ -10,7 +11,8 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -200,32 +202,34 @@ def install_cpu_torch(venv: Path) -> None:
     assert installed.returncode == 0, installed.stderr[-4000:]
 
 
-def venv_for(project: Path, python: str) -> Path:
-    """A virtualenv with the project's dependencies, cached by interpreter and pyproject.
+@contextmanager
+def project_venv(project: Path, python: str) -> Iterator[Path]:
+    """A virtualenv with ``project`` installed, held for the caller alone until it is done.
 
-    The dependencies are installed once per cache key; the project itself is installed
-    again (editable, without dependencies) into it for every bake.
+    The dependencies are installed once per cache key (interpreter and pyproject.toml); the
+    project itself is installed again (editable, without dependencies) for every bake. Bakes
+    with the same key (two stacks of one web framework) share the venv in turn, never at once.
     """
     pyproject = (project / "pyproject.toml").read_text()
     name_line = re.compile(r"^name = .*$", re.MULTILINE)
     key = hashlib.sha256(f"{python}\n{name_line.sub('', pyproject)}".encode()).hexdigest()[:16]
     venv = CACHE / "venvs" / key
-    ready = venv / ".ready"
-    if not ready.exists():
-        shutil.rmtree(venv, ignore_errors=True)
-        created = run([python, "-m", "venv", str(venv)])
-        assert created.returncode == 0, created.stderr
-        if re.search(r'^\s*"torch[>=<~ ]', pyproject, re.MULTILINE):
-            install_cpu_torch(venv)
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with (venv.parent / f"{key}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ready = venv / ".ready"
+        if not ready.exists():
+            shutil.rmtree(venv, ignore_errors=True)
+            created = run([python, "-m", "venv", str(venv)])
+            assert created.returncode == 0, created.stderr
+            if re.search(r'^\s*"torch[>=<~ ]', pyproject, re.MULTILINE):
+                install_cpu_torch(venv)
+            install = ["-e", ".[dev]"]
+        else:
+            install = ["--no-deps", "-e", "."]
         installed = run(
-            [str(venv / "bin/python"), "-m", "pip", "install", "-q", "-e", ".[dev]"], cwd=project
+            [str(venv / "bin/python"), "-m", "pip", "install", "-q", *install], cwd=project
         )
         assert installed.returncode == 0, installed.stderr[-4000:]
         ready.write_text("ok\n")
-    else:
-        installed = run(
-            [str(venv / "bin/python"), "-m", "pip", "install", "-q", "--no-deps", "-e", "."],
-            cwd=project,
-        )
-        assert installed.returncode == 0, installed.stderr[-4000:]
-    return venv
+        yield venv

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import STRICT, choices, find_python, full_context, run, venv_for
+from .helpers import STRICT, choices, find_python, full_context, project_venv, run
 
 pytestmark = pytest.mark.slow
 
@@ -65,12 +65,12 @@ def test_generated_project_suite_passes(cookies, extra: dict[str, str]) -> None:
     result = cookies.bake(extra_context=full_context(extra))
     assert result.exit_code == 0, result.exception
     project = Path(result.project_path)
-    venv = venv_for(project, python)
-    tested = run(
-        [str(venv / "bin/python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfEs"],
-        cwd=project,
-        timeout=900,
-    )
+    with project_venv(project, python) as venv:
+        tested = run(
+            [str(venv / "bin/python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfEs"],
+            cwd=project,
+            timeout=900,
+        )
     output = tested.stdout + tested.stderr
     assert tested.returncode == 0, output[-6000:]
     counts = summary_counts(tested.stdout)

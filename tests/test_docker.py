@@ -13,7 +13,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -94,9 +94,25 @@ class Image:
         return done.returncode, done.stdout, done.stderr
 
 
-@pytest.fixture(scope="module", params=VARIANTS, ids=context_id)
-def image(request: pytest.FixtureRequest, cookies_session, engine: None) -> Iterator[Image]:
-    extra = {**request.param, **BUILD_PYTHON.get(request.param.get("framework"), {})}
+@pytest.fixture(scope="session")
+def build_image(cookies_session, engine: None) -> Iterator[Callable[[dict[str, str]], Image]]:
+    """Bake and build each variant once per session, whatever order the tests run in
+    (pytest-xdist interleaves them with other modules, which would end a module fixture)."""
+    built: dict[str, Image] = {}
+
+    def build(variant: dict[str, str]) -> Image:
+        key = context_id(variant)
+        if key not in built:
+            built[key] = _build(cookies_session, variant)
+        return built[key]
+
+    yield build
+    for image in built.values():
+        run(["docker", "rmi", "-f", image.tag])
+
+
+def _build(cookies_session, variant: dict[str, str]) -> Image:
+    extra = {**variant, **BUILD_PYTHON.get(variant.get("framework"), {})}
     context = full_context(extra)
     result = cookies_session.bake(extra_context=context)
     assert result.exit_code == 0, result.exception
@@ -113,8 +129,12 @@ def image(request: pytest.FixtureRequest, cookies_session, engine: None) -> Iter
         timeout=1200,
     )  # fmt: skip
     assert built.returncode == 0, built.stdout[-4000:] + built.stderr[-4000:]
-    yield Image(f"{name}:{tag}", project, context["package_name"])
-    run(["docker", "rmi", "-f", f"{name}:{tag}"])
+    return Image(f"{name}:{tag}", project, context["package_name"])
+
+
+@pytest.fixture(params=VARIANTS, ids=context_id)
+def image(request: pytest.FixtureRequest, build_image: Callable[[dict[str, str]], Image]) -> Image:
+    return build_image(request.param)
 
 
 def project_hyperparameters(image: Image) -> dict[str, str]:

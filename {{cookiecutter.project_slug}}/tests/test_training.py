@@ -1,4 +1,5 @@
 import json
+import os
 import re
 import signal
 import subprocess
@@ -132,3 +133,41 @@ def test_sigterm_stops_the_job_with_a_failure_file(job: Paths) -> None:
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) != 0
     assert "stopped by signal SIGTERM" in job.failure.read_text().splitlines()[0]
+
+
+def test_sm_variables_are_exported_for_the_model(job: Paths, monkeypatch) -> None:
+    for name in [n for n in os.environ if n.startswith("SM_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("SM_NUM_CPUS", "7")  # what the job's environment sets wins
+    job.resource_config.write_text(
+        json.dumps(
+            {
+                "current_host": "algo-2",
+                "hosts": ["algo-2", "algo-1"],
+                "network_interface_name": "eth1",
+            }
+        )
+    )
+    job.input_data_config.write_text(
+        json.dumps(
+            {"training": {"ContentType": "text/csv"}, "validation": {"ContentType": "text/csv"}}
+        )
+    )
+    assert training.main() == 0
+    env = os.environ
+    assert env["SM_MODEL_DIR"] == str(job.model)
+    assert env["SM_OUTPUT_DATA_DIR"] == str(job.output_data)
+    assert env["SM_CHANNEL_TRAINING"] == str(job.channel("training"))
+    assert env["SM_CHANNEL_VALIDATION"] == str(job.channel("validation"))
+    assert json.loads(env["SM_CHANNELS"]) == ["training", "validation"]
+    assert json.loads(env["SM_HOSTS"]) == ["algo-1", "algo-2"]
+    assert env["SM_CURRENT_HOST"] == "algo-2"
+    assert env["SM_NETWORK_INTERFACE_NAME"] == "eth1"
+    assert env["SM_NUM_CPUS"] == "7"
+    assert int(env["SM_NUM_GPUS"]) >= 0
+    hps = json.loads(env["SM_HPS"])
+    assert set(hps) == {f.name for f in fields(model.Hyperparameters)}
+    first = next(iter(hps))
+    assert env[f"SM_HP_{first.upper()}"] == (
+        hps[first] if isinstance(hps[first], str) else json.dumps(hps[first])
+    )

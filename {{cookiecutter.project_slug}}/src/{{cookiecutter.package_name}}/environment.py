@@ -104,6 +104,44 @@ def gpu_count() -> int:
     return len(list(Path("/dev").glob("nvidia[0-9]*")))
 
 
+def training_environment(paths: Paths, hyperparameters: Mapping[str, Any]) -> dict[str, str]:
+    """The ``SM_*`` variables AWS's framework images define, from the job's config files.
+
+    Code written for those images reads them (``SM_MODEL_DIR``, ``SM_CHANNEL_TRAINING``...):
+    the training runner exports them before it calls the model.
+    """
+    resource = read_json(paths.resource_config, default={})
+    data_config = read_json(paths.input_data_config, default={})
+    channels = sorted(data_config) or (
+        sorted(p.name for p in paths.input_data.iterdir() if p.is_dir())
+        if paths.input_data.is_dir()
+        else []
+    )
+    hosts = sorted(resource.get("hosts") or ["algo-1"])
+    variables = {
+        "SM_MODEL_DIR": str(paths.model),
+        "SM_INPUT_DIR": str(paths.base / "input"),
+        "SM_INPUT_CONFIG_DIR": str(paths.input_config),
+        "SM_OUTPUT_DIR": str(paths.output),
+        "SM_OUTPUT_DATA_DIR": str(paths.output_data),
+        "SM_CHANNELS": json.dumps(channels),
+        "SM_HPS": json.dumps(dict(hyperparameters)),
+        "SM_HOSTS": json.dumps(hosts),
+        "SM_CURRENT_HOST": resource.get("current_host") or hosts[0],
+        "SM_CURRENT_INSTANCE_TYPE": resource.get("current_instance_type", "local"),
+        "SM_NETWORK_INTERFACE_NAME": resource.get("network_interface_name", "eth0"),
+        "SM_NUM_GPUS": str(gpu_count()),
+        "SM_NUM_CPUS": str(cpu_count()),
+        "SM_RESOURCE_CONFIG": json.dumps(resource),
+        "SM_INPUT_DATA_CONFIG": json.dumps(data_config),
+    }
+    for channel in channels:
+        variables[f"SM_CHANNEL_{channel.upper()}"] = str(paths.channel(channel))
+    for name, value in hyperparameters.items():
+        variables[f"SM_HP_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
+    return variables
+
+
 def _int_from_env(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
     raw = env.get(name, "").strip()
     if not raw:

@@ -9,8 +9,10 @@ On any error it writes the reason to ``/opt/ml/output/failure`` (SageMaker shows
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -21,7 +23,13 @@ from types import FrameType
 import numpy as np
 
 from . import hyperparameters, model
-from .environment import METADATA_FILE, Paths, configure_logging, read_json
+from .environment import (
+    METADATA_FILE,
+    Paths,
+    configure_logging,
+    read_json,
+    training_environment,
+)
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +108,9 @@ def run(paths: Paths) -> None:
         raise TrainingError(f"{paths.hyperparameters} must hold a JSON object")
     hp = hyperparameters.load(model.Hyperparameters, raw_hps)
     log.info("hyperparameters: %s", hp)
+    # For code that expects AWS's framework images; what the job's environment sets wins.
+    for name, value in training_environment(paths, dataclasses.asdict(hp)).items():
+        os.environ.setdefault(name, value)
     features, labels = read_csv_channel(paths, TRAINING_CHANNEL)
     log.info("training on %d rows x %d features", *features.shape)
     started = time.perf_counter()

@@ -88,17 +88,25 @@ def expected_files(context: Mapping[str, Any]) -> set[str]:
         "data/iris.csv",
         "data/sample-request.csv",
         "hyperparameters.json",
+        "openapi.json",
         "pyproject.toml",
+        "scripts/sagemaker.py",
         *(
             f"{pkg}/{module}.py"
             for module in (
                 "__init__",
                 "__main__",
+                "access_log",
                 "app",
+                "channels",
+                "checkpoints",
+                "cluster",
                 "codec",
+                "docs",
                 "environment",
                 "hyperparameters",
                 "inference",
+                "job",
                 "model",
                 "packaging",
                 "serve",
@@ -112,12 +120,17 @@ def expected_files(context: Mapping[str, Any]) -> set[str]:
                 "conftest",
                 "support",
                 "test_app",
+                "test_channels",
+                "test_checkpoints",
                 "test_cli",
+                "test_cluster",
                 "test_codec",
                 "test_environment",
                 "test_hyperparameters",
                 "test_model",
                 "test_packaging",
+                "test_resume",
+                "test_sagemaker_script",
                 "test_server",
                 "test_training",
             )
@@ -129,6 +142,8 @@ def expected_files(context: Mapping[str, Any]) -> set[str]:
         files.add(".github/workflows/ci.yml")
     if context["framework"] == "pytorch":
         files.add("wheels/README.md")
+    if context["framework"] in ("pytorch", "xgboost", "lightgbm"):
+        files.add(f"{pkg}/distributed.py")
     return files
 
 

@@ -143,7 +143,9 @@ def test_line_endings_and_modes(baked) -> None:
     for path in project.rglob("*"):
         if path.is_file():
             assert b"\r\n" not in path.read_bytes(), path
-            if path.suffix in {".py", ".toml", ".md", ".csv", ".json"}:
+            if path.parent == project / "scripts":  # the post-gen hook sets their run bits
+                assert path.stat().st_mode & stat.S_IXUSR, f"{path} should be executable"
+            elif path.suffix in {".py", ".toml", ".md", ".csv", ".json"}:
                 assert not path.stat().st_mode & stat.S_IXUSR, f"{path} should not be executable"
 
 

@@ -84,10 +84,11 @@ def build_args(context: dict, project: Path) -> list[str]:
 
 
 class Image:
-    def __init__(self, tag: str, project: Path, package: str) -> None:
+    def __init__(self, tag: str, project: Path, context: dict[str, str]) -> None:
         self.tag = tag
         self.project = project
-        self.package = package
+        self.project_context = context
+        self.package = context["package_name"]
 
     def run(self, *args: str, timeout: float = 300) -> tuple[int, str, str]:
         done = run(["docker", "run", "--rm", *args], timeout=timeout)
@@ -129,7 +130,7 @@ def _build(cookies_session, variant: dict[str, str]) -> Image:
         timeout=1200,
     )  # fmt: skip
     assert built.returncode == 0, built.stdout[-4000:] + built.stderr[-4000:]
-    return Image(f"{name}:{tag}", project, context["package_name"])
+    return Image(f"{name}:{tag}", project, context)
 
 
 @pytest.fixture(params=VARIANTS, ids=context_id)
@@ -287,3 +288,47 @@ def test_a_failed_job_writes_the_failure_file(image: Image, tmp_path: Path) -> N
     assert code != 0
     reason = (job / "output" / "failure").read_text().splitlines()[0]
     assert reason.startswith("HyperparameterError: unknown hyperparameter 'no_such_thing'; known:")
+
+
+# Long enough that a stop lands mid-way (many checkpoints), short enough to finish after it.
+RESUMABLE = {
+    "scikit-learn": {"n_estimators": "600", "checkpoint_every": "10"},
+    "xgboost": {"num_round": "3000", "eta": "0.01", "checkpoint_every": "20"},
+    "lightgbm": {"num_iterations": "3000", "learning_rate": "0.01", "checkpoint_every": "20"},
+    "pytorch": {"epochs": "600", "checkpoint_every": "10"},
+    "tensorflow": {"epochs": "150", "checkpoint_every": "5"},
+    "custom": {"epochs": "5000", "checkpoint_every": "100"},
+}
+
+
+def test_a_stopped_job_resumes_from_its_checkpoint(image: Image, tmp_path: Path) -> None:
+    framework = image.project_context["framework"]
+    job = layout(tmp_path / "job", image.project, RESUMABLE[framework])
+    checkpoints = job / "checkpoints"
+    name = f"sm-byoc-{uuid.uuid4().hex[:10]}"
+    started = run(
+        ["docker", "run", "-d", "--name", name, "-v", f"{job}:/opt/ml", image.tag, "train"]
+    )
+    assert started.returncode == 0, started.stderr
+    try:
+        deadline = time.monotonic() + 120
+        while not any(checkpoints.glob("step-*")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert any(checkpoints.glob("step-*")), run(["docker", "logs", name]).stderr[-4000:]
+        assert run(["docker", "kill", "-s", "TERM", name]).returncode == 0
+        code = run(["docker", "wait", name], timeout=150).stdout.strip()
+        logs = run(["docker", "logs", name]).stderr
+    finally:
+        run(["docker", "rm", "-f", name])
+    assert code not in ("0", ""), logs[-4000:]
+    reason = (job / "output" / "failure").read_text().splitlines()[0]
+    assert reason.startswith("TrainingStopped: stopped by signal SIGTERM after step"), logs
+    stopped_at = int(reason.split("after step ")[1].split(";")[0])
+    assert not (job / "model" / "metadata.json").exists()
+
+    (job / "output" / "failure").unlink()
+    code, _, err = image.run("-v", f"{job}:/opt/ml", image.tag, "train")
+    assert code == 0, err[-4000:]
+    assert f"resuming from the checkpoint for step {stopped_at}" in err
+    assert (job / "model" / "metadata.json").exists()
+    assert not (job / "output" / "failure").exists()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
@@ -26,6 +29,56 @@ def layout(base: Path, hyperparameters: dict[str, str] | None = None) -> Paths:
     paths.channel("training").mkdir(parents=True)
     shutil.copy(SAMPLE_DATA, paths.channel("training"))
     return paths
+
+
+def run_hosts(
+    base: Path,
+    hyperparameters: dict[str, str],
+    hosts: int = 2,
+    timeout: float = 300,
+    addresses: dict[str, str] | None = None,
+) -> list[tuple[Paths, subprocess.CompletedProcess[str]]]:
+    """One training job on ``hosts`` machines, each a process with its own /opt/ml.
+
+    The host names map to the loopback address (``LOCAL_HOST_ADDRESSES``), as SageMaker's
+    DNS maps them to instances, unless ``addresses`` says otherwise; the interface is ``lo``.
+    One address for all: LightGBM finds its rank among the machines by its own addresses,
+    and 127.0.0.1 is the one loopback address an interface lists. Returns each host's paths
+    and finished process, ``algo-1`` first.
+    """
+    names = [f"algo-{i}" for i in range(1, hosts + 1)]
+    if addresses is None:
+        addresses = dict.fromkeys(names, "127.0.0.1")
+    port = free_port()
+    started = []
+    for name in names:
+        paths = layout(base / name, hyperparameters)
+        paths.resource_config.write_text(
+            json.dumps({"current_host": name, "hosts": names, "network_interface_name": "lo"})
+        )
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "SAGEMAKER_BASE_DIR": str(paths.base),
+            "LOCAL_HOST_ADDRESSES": json.dumps(addresses),
+            "MASTER_PORT": str(port),
+        }
+        command = [sys.executable, "-m", "{{ cookiecutter.package_name }}", "train"]
+        process = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        started.append((paths, process))
+    finished = []
+    for paths, process in started:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for _, other in started:
+                other.kill()
+            raise
+        finished.append(
+            (paths, subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr))
+        )
+    return finished
 
 
 def free_port() -> int:

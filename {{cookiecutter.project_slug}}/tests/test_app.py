@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
+import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from {{ cookiecutter.package_name }} import model
+from {{ cookiecutter.package_name }} import access_log, codec, inference, model
 from {{ cookiecutter.package_name }}.app import create_app
-from {{ cookiecutter.package_name }}.environment import ServerSettings
+from {{ cookiecutter.package_name }}.environment import Paths, ServerSettings
 from {{ cookiecutter.package_name }}.inference import ModelService
 
-from .support import N_FEATURES, SAMPLE_REQUEST, lower
+from .support import N_FEATURES, PROJECT, SAMPLE_REQUEST, lower
 
 Response = tuple[int, dict[str, str], bytes]
 Client = Callable[..., Response]
@@ -151,3 +156,332 @@ def test_bodies_over_the_limit_are_413(service: ModelService) -> None:
 
 def test_invocations_only_accepts_post(client: Client) -> None:
     assert client("GET", "/invocations")[0] == 405
+
+
+def encoded(kind: str, rows: np.ndarray) -> bytes:
+    """``rows`` as a request body of media type ``kind``."""
+    if kind == codec.CSV:
+        return "".join(",".join(map(str, row)) + "\n" for row in rows.tolist()).encode()
+    if kind == codec.JSON:
+        return json.dumps({"instances": rows.tolist()}).encode()
+    if kind == codec.JSONLINES:
+        return "".join(json.dumps(row) + "\n" for row in rows.tolist()).encode()
+    buffer = io.BytesIO()
+    np.save(buffer, rows)
+    return buffer.getvalue()
+
+
+def decoded(kind: str, body: bytes) -> list[str]:
+    """The predictions in a response body of media type ``kind``, as strings."""
+    if kind == codec.CSV:
+        values: list = body.decode().splitlines()
+    elif kind == codec.JSON:
+        values = json.loads(body)["predictions"]
+    elif kind == codec.JSONLINES:
+        values = [json.loads(line) for line in body.decode().splitlines()]
+    else:
+        values = np.load(io.BytesIO(body), allow_pickle=False).tolist()
+    return [str(value) for value in values]
+
+
+TYPES = [codec.CSV, codec.JSON, codec.JSONLINES, codec.NPY]
+
+
+@pytest.mark.parametrize("content_type", TYPES)
+@pytest.mark.parametrize("accept", [None, "*/*", *TYPES])
+def test_every_content_type_in_and_out(
+    client: Client, service: ModelService, content_type: str, accept: str | None
+) -> None:
+    headers = {"Content-Type": content_type + "; charset=utf-8"}
+    if accept:
+        headers["Accept"] = accept
+    body = encoded(content_type, REQUEST_ROWS)
+    status, answer_headers, answer = client("POST", "/invocations", body, headers)
+    assert status == 200, answer
+    answer_type = content_type if accept in (None, "*/*") else accept
+    assert codec.media_type(answer_headers["content-type"]) == answer_type
+    assert decoded(answer_type, answer) == expected_labels(service, REQUEST_ROWS)
+
+
+@pytest.mark.parametrize("content_type", [codec.CSV, codec.JSONLINES])
+def test_a_multi_record_batch_is_answered_line_for_line(
+    client: Client, service: ModelService, content_type: str
+) -> None:
+    rows = np.tile(REQUEST_ROWS, (10_000 // len(REQUEST_ROWS) + 1, 1))[:10_000]
+    body = encoded(content_type, rows)
+    status, _, answer = client("POST", "/invocations", body, {"Content-Type": content_type})
+    assert status == 200, answer[:200]
+    assert decoded(content_type, answer) == expected_labels(service, rows)
+
+
+def test_execution_parameters_default_to_one_transform_per_worker(service: ModelService) -> None:
+    settings = ServerSettings.from_env({"SAGEMAKER_MODEL_SERVER_WORKERS": "3"})
+    status, headers, body = make_client(service, settings)("GET", "/execution-parameters")
+    assert status == 200
+    assert headers["content-type"].startswith("application/json")
+    assert json.loads(body) == {
+        "MaxConcurrentTransforms": 3,
+        "BatchStrategy": "MULTI_RECORD",
+        "MaxPayloadInMB": 6,
+    }
+
+
+def test_execution_parameters_follow_the_batch_variables(service: ModelService) -> None:
+    settings = ServerSettings.from_env(
+        {
+            "SAGEMAKER_BATCH": "true",
+            "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS": "8",
+            "SAGEMAKER_BATCH_STRATEGY": "single_record",
+            "SAGEMAKER_MAX_PAYLOAD_IN_MB": "20",
+        }
+    )
+    assert settings.max_payload_bytes == 20 * 1024 * 1024
+    body = make_client(service, settings)("GET", "/execution-parameters")[2]
+    assert json.loads(body) == {
+        "MaxConcurrentTransforms": 8,
+        "BatchStrategy": "SINGLE_RECORD",
+        "MaxPayloadInMB": 20,
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("SAGEMAKER_BATCH_STRATEGY", "ALL_AT_ONCE"), ("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", "0")],
+)
+def test_bad_batch_variables_are_refused_naming_them(name: str, value: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        ServerSettings.from_env({name: value})
+
+
+@pytest.fixture
+def service_with_predict(
+    trained: Paths, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[Callable[[Any, np.ndarray], np.ndarray]], ModelService]:
+    """A loaded service whose ``model.predict`` is the function given."""
+
+    def make(predict: Callable[[Any, np.ndarray], np.ndarray]) -> ModelService:
+        monkeypatch.setattr(model, "predict", predict)
+        service = ModelService(trained.model)
+        service.load()
+        return service
+
+    return make
+
+
+def test_custom_attributes_reach_predict_and_can_be_echoed(service_with_predict) -> None:
+    original = model.predict
+    seen: list[str | None] = []
+
+    def echoing_predict(loaded: Any, features: np.ndarray) -> np.ndarray:
+        seen.append(inference.custom_attributes())
+        if inference.custom_attributes() is not None:
+            inference.set_response_attributes(f"echo: {inference.custom_attributes()}")
+        return original(loaded, features)
+
+    client = make_client(service_with_predict(echoing_predict))
+    body = SAMPLE_REQUEST.read_bytes()
+    attributes = "trace-id=1-abc,tenant=7"
+    status, headers, _ = client(
+        "POST",
+        "/invocations",
+        body,
+        {"Content-Type": "text/csv", inference.CUSTOM_ATTRIBUTES_HEADER: attributes},
+    )
+    assert status == 200
+    assert headers[inference.CUSTOM_ATTRIBUTES_HEADER.lower()] == f"echo: {attributes}"
+    status, headers, _ = client("POST", "/invocations", body, {"Content-Type": "text/csv"})
+    assert status == 200
+    assert inference.CUSTOM_ATTRIBUTES_HEADER.lower() not in headers
+    assert seen == [attributes, None]
+    assert inference.custom_attributes() is None  # outside a request
+
+
+def test_an_answer_has_no_custom_attributes_unless_predict_sets_them(client: Client) -> None:
+    headers = {"Content-Type": "text/csv", inference.CUSTOM_ATTRIBUTES_HEADER: "a=1"}
+    status, answer_headers, _ = client(
+        "POST", "/invocations", SAMPLE_REQUEST.read_bytes(), headers
+    )
+    assert status == 200
+    assert inference.CUSTOM_ATTRIBUTES_HEADER.lower() not in answer_headers
+
+
+def test_response_attributes_must_be_visible_ascii() -> None:
+    with pytest.raises(RuntimeError, match="during a prediction"):
+        inference.set_response_attributes("a=1")
+
+
+@pytest.fixture
+def request_log(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[], list[dict[str, Any]]]:
+    """The request log lines written so far, parsed (DEBUG included: /ping is DEBUG)."""
+    logger = logging.getLogger(access_log.__name__)
+    monkeypatch.setattr(logger, "propagate", True)  # configure_logging() turns it off
+    caplog.set_level(logging.DEBUG, logger=logger.name)
+    return lambda: [json.loads(r.getMessage()) for r in caplog.records if r.name == logger.name]
+
+
+def test_each_request_is_one_json_log_line(client: Client, request_log) -> None:
+    body = SAMPLE_REQUEST.read_bytes()
+    client("POST", "/invocations", body, {"Content-Type": "text/csv", "Accept": "*/*"})
+    client("GET", "/ping")
+    client("POST", "/invocations", b"1,2", {"Content-Type": "text/csv"})
+    invocation, ping, bad = request_log()
+    assert invocation["method"] == "POST"
+    assert invocation["path"] == "/invocations"
+    assert invocation["status"] == 200
+    assert invocation["level"] == "INFO"
+    assert invocation["bytes_in"] == len(body)
+    assert invocation["bytes_out"] > 0
+    assert invocation["content_type"] == "text/csv"
+    assert invocation["accept"] == "*/*"
+    assert 0 < invocation["latency_ms"] < 60_000
+    assert "error" not in invocation
+    assert (ping["path"], ping["status"], ping["level"]) == ("/ping", 200, "DEBUG")
+    assert (bad["status"], bad["level"]) == (400, "INFO")
+
+
+def test_unexpected_errors_are_500_and_logged_with_the_traceback(
+    service_with_predict, request_log
+) -> None:
+    def broken_predict(loaded: Any, features: np.ndarray) -> np.ndarray:
+        raise RuntimeError("the model is broken")
+
+    client = make_client(service_with_predict(broken_predict))
+    status, _, body = client(
+        "POST", "/invocations", SAMPLE_REQUEST.read_bytes(), {"Content-Type": "text/csv"}
+    )
+    assert status == 500
+    assert b"RuntimeError" in body
+    (line,) = request_log()
+    assert (line["status"], line["level"]) == (500, "ERROR")
+    assert "Traceback" in line["error"]
+    assert "RuntimeError: the model is broken" in line["error"]
+    assert client("GET", "/ping")[0] == 200
+
+
+OPENAPI: dict[str, Any] = json.loads((PROJECT / "openapi.json").read_text())
+INVOCATIONS = OPENAPI["paths"]["/invocations"]["post"]
+
+
+def served_endpoints(app: Any) -> set[tuple[str, str]]:
+    """(path, method) of every endpoint the app serves."""
+{%- if cookiecutter.__web == "fastapi" %}
+    from fastapi.routing import APIRoute
+
+    return {
+        (route.path, method.lower())
+        for route in app.routes
+        if isinstance(route, APIRoute)
+        for method in route.methods - {"HEAD", "OPTIONS"}
+    }
+{%- else %}
+    return {
+        (rule.rule, method.lower())
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint != "static"
+        for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}
+    }
+{%- endif %}
+
+
+def test_openapi_documents_exactly_the_endpoints_the_app_serves(service: ModelService) -> None:
+    documented = {(path, method) for path, item in OPENAPI["paths"].items() for method in item}
+    assert documented == served_endpoints(create_app(service, SETTINGS))
+
+
+def test_openapi_request_and_response_types_are_the_codecs() -> None:
+    assert set(INVOCATIONS["requestBody"]["content"]) == set(codec.DECODERS)
+    assert set(INVOCATIONS["responses"]["200"]["content"]) == set(codec.ENCODERS)
+    parameters = {p.get("name") for p in INVOCATIONS["parameters"] if "name" in p}
+    referenced = {p["$ref"].rsplit("/", 1)[1] for p in INVOCATIONS["parameters"] if "$ref" in p}
+    names = parameters | {OPENAPI["components"]["parameters"][r]["name"] for r in referenced}
+    assert inference.CUSTOM_ATTRIBUTES_HEADER in names
+
+
+def documented_examples() -> list[tuple[str, str, bytes]]:
+    """(content type, example name, body) for every request example in openapi.json."""
+    examples = []
+    for kind, content in INVOCATIONS["requestBody"]["content"].items():
+        for name, example in content.get("examples", {}).items():
+            value = example["value"]
+            body = value.encode() if isinstance(value, str) else json.dumps(value).encode()
+            examples.append((kind, name, body))
+    return examples
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [pytest.param(kind, body, id=f"{kind}-{name}") for kind, name, body in documented_examples()],
+)
+def test_every_documented_request_example_is_answered(
+    client: Client, content_type: str, body: bytes
+) -> None:
+    status, headers, answer = client("POST", "/invocations", body, {"Content-Type": content_type})
+    assert status == 200, answer
+    assert decoded(codec.media_type(headers["content-type"]), answer)
+
+
+@pytest.mark.parametrize("kind", list(INVOCATIONS["responses"]["200"]["content"]))
+def test_every_documented_response_type_is_produced(client: Client, kind: str) -> None:
+    body = encoded(codec.NPY, REQUEST_ROWS)
+    headers = {"Content-Type": codec.NPY, "Accept": kind}
+    status, answer_headers, answer = client("POST", "/invocations", body, headers)
+    assert status == 200, answer
+    assert codec.media_type(answer_headers["content-type"]) == kind
+    assert len(decoded(kind, answer)) == len(REQUEST_ROWS)
+
+
+def documented_statuses() -> list[tuple[str, str, int]]:
+    return [
+        (path, method, int(status))
+        for path, item in OPENAPI["paths"].items()
+        for method, operation in item.items()
+        for status in operation["responses"]
+    ]
+
+
+@pytest.mark.parametrize(("path", "method", "status"), documented_statuses())
+def test_every_documented_status_is_reachable(
+    path: str,
+    method: str,
+    status: int,
+    service: ModelService,
+    trained: Paths,
+    service_with_predict,
+) -> None:
+    csv = {"Content-Type": "text/csv"}
+    sample = SAMPLE_REQUEST.read_bytes()
+    release = threading.Event()
+
+    def stuck_predict(loaded: Any, features: np.ndarray) -> np.ndarray:
+        release.wait(30)
+        return np.zeros(len(features))
+
+    requests: dict[tuple[str, str, int], Callable[[], Response]] = {
+        ("/ping", "get", 200): lambda: make_client(service)("GET", path),
+        ("/ping", "get", 503): lambda: make_client(ModelService(trained.model))("GET", path),
+        ("/execution-parameters", "get", 200): lambda: make_client(service)("GET", path),
+        ("/invocations", "post", 200): lambda: make_client(service)("POST", path, sample, csv),
+        ("/invocations", "post", 400): lambda: make_client(service)("POST", path, b"x\n1", csv),
+        ("/invocations", "post", 406): lambda: make_client(service)(
+            "POST", path, sample, {**csv, "Accept": "image/png"}
+        ),
+        ("/invocations", "post", 413): lambda: make_client(service)(
+            "POST", path, sample * (SETTINGS.max_payload_bytes // len(sample) + 1), csv
+        ),
+        ("/invocations", "post", 415): lambda: make_client(service)(
+            "POST", path, sample, {"Content-Type": "application/xml"}
+        ),
+        ("/invocations", "post", 503): lambda: make_client(ModelService(trained.model))(
+            "POST", path, sample, csv
+        ),
+        ("/invocations", "post", 504): lambda: make_client(
+            service_with_predict(stuck_predict), dataclasses.replace(SETTINGS, timeout=1)
+        )("POST", path, sample, csv),
+    }
+    assert (path, method, status) in requests, "the test knows no request that gets this status"
+    try:
+        assert requests[path, method, status]()[0] == status
+    finally:
+        release.set()

@@ -1,11 +1,16 @@
+import io
 import json
+import random
 
 import numpy as np
 import pytest
 
 from {{ cookiecutter.package_name }}.codec import (
     CSV,
+    DECODERS,
     JSON,
+    JSONLINES,
+    NPY,
     CodecError,
     NotAcceptable,
     UnsupportedMediaType,
@@ -38,10 +43,52 @@ def test_csv_bodies(body: bytes) -> None:
         ROWS.tolist(),
         {"instances": ROWS.tolist()},
         {"inputs": ROWS.tolist()},
+        # pandas' to_json(orient="records"): features in the order of the first record's keys
+        [dict(zip("abcd", row, strict=True)) for row in ROWS.tolist()],
+        [dict(zip("abcd", ROWS[0], strict=True)), dict(zip("dcba", ROWS[1][::-1], strict=True))],
+        {"instances": [dict(zip("abcd", row, strict=True)) for row in ROWS.tolist()]},
+        # pandas' to_json(orient="split"), with or without the index
+        {"columns": list("abcd"), "data": ROWS.tolist()},
+        {"columns": list("abcd"), "index": [7, 8], "data": ROWS.tolist()},
     ],
 )
 def test_json_bodies(document: object) -> None:
     np.testing.assert_array_equal(decode(json.dumps(document).encode(), JSON), ROWS)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[5.1, 3.5, 1.4, 0.2]\n[6.3, 3.3, 6.0, 2.5]\n",
+        b'{"features": [5.1, 3.5, 1.4, 0.2]}\r\n{"features": [6.3, 3.3, 6.0, 2.5]}',
+        b"[5.1, 3.5, 1.4, 0.2]\n\n[6.3, 3.3, 6.0, 2.5]\n\n",  # blank lines are skipped
+    ],
+)
+def test_jsonlines_bodies(body: bytes) -> None:
+    np.testing.assert_array_equal(decode(body, JSONLINES), ROWS)
+
+
+def npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def test_npy_bodies() -> None:
+    np.testing.assert_array_equal(decode(npy(ROWS), NPY), ROWS)
+    np.testing.assert_array_equal(decode(npy(ROWS.astype(np.float32)), NPY), ROWS.astype("f4"))
+    assert decode(npy(ROWS[0]), NPY).shape == (1, 4)  # one row
+    assert decode(npy(np.array([[1, 2], [3, 4]])), NPY).dtype == np.float64
+
+
+def test_a_batch_of_many_lines_is_answered_line_for_line() -> None:
+    rows = np.arange(40_000, dtype=np.float64).reshape(10_000, 4)
+    csv = "".join(f"{a},{b},{c},{d}\n" for a, b, c, d in rows.tolist()).encode()
+    np.testing.assert_array_equal(decode(csv, CSV), rows)
+    lines = "".join(json.dumps(row) + "\n" for row in rows.tolist()).encode()
+    np.testing.assert_array_equal(decode(lines, JSONLINES), rows)
+    assert encode(rows[:, 0], CSV).decode().splitlines() == [str(v) for v in rows[:, 0]]
+    assert len(encode(rows[:, 0], JSONLINES).splitlines()) == 10_000
 
 
 def test_a_single_json_row_is_one_row() -> None:
@@ -66,18 +113,88 @@ def test_missing_content_type_is_read_as_csv() -> None:
         (b"\xff\xfe", CSV, "not UTF-8"),
         (b"a,b\n", CSV, "header but no rows"),
         (b"{", JSON, "not valid JSON"),
-        (b'{"rows": []}', JSON, '"instances" or "inputs"'),
+        (b'{"rows": []}', JSON, '"instances", "inputs" or "columns" and "data"'),
         (b"[[1, 2], [3]]", JSON, "same length"),
         (b'[["a", "b"]]', JSON, "rows of numbers"),
         (b"[]", JSON, "non-empty"),
         (b"[[[1]]]", JSON, "shape"),
         (b"3", JSON, "shape"),
+        (b'{"instances": 3}', JSON, "shape"),
+        (b"[[" + b"1" * 400 + b"]]", JSON, "rows of numbers"),  # too large for a float
+        (b"[" * 100_000 + b"]" * 100_000, JSON, "nested too deeply"),
+        (b'[{"a": 1, "b": 2}, {"a": 3}]', JSON, "record 2"),
+        (b'[{"a": 1}, [2]]', JSON, "record 2"),
+        (b'{"columns": ["a", "b"], "data": [[1, 2], [3]]}', JSON, "row 2"),
+        (b'{"columns": "a", "data": [[1]]}', JSON, "must both be lists"),
+        (b"", JSONLINES, "empty JSON lines"),
+        (b"[1, 2]\n[3, 4", JSONLINES, "line 2 is not valid JSON"),
+        (b"[1, 2]\n3\n", JSONLINES, "line 2: expected a list"),
+        (b'{"x": [1]}', JSONLINES, "features"),
+        (b"[1, 2]\n[3]\n", JSONLINES, "same length"),
+        (b"[1, 2] [3, 4]\n[5, 6]", JSONLINES, "line 1 is not valid JSON"),
+        (b"", NPY, "not a .npy array"),
+        (b"garbage bytes", NPY, "not a .npy array"),
+        (npy(np.array(["a", "b"])), NPY, "dtype <U1"),
+        (npy(np.array(5.0)), NPY, "shape"),
+        (npy(np.zeros((2, 2, 2))), NPY, "shape"),
     ],
 )
 def test_bad_bodies_are_400_with_a_reason(body: bytes, content_type: str, message: str) -> None:
     with pytest.raises(CodecError, match=message) as info:
         decode(body, content_type)
     assert info.value.status == 400
+
+
+def test_object_arrays_need_pickles_and_are_refused() -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, np.array([[1, None]], dtype=object), allow_pickle=True)
+    with pytest.raises(CodecError, match=r"not a \.npy array"):
+        decode(buffer.getvalue(), NPY)
+
+
+VALID_BODIES = {
+    CSV: b"a,b,c,d\n5.1,3.5,1.4,0.2\n6.3,3.3,6.0,2.5\n",
+    JSON: json.dumps({"columns": list("abcd"), "data": ROWS.tolist()}).encode(),
+    JSONLINES: b'[5.1, 3.5, 1.4, 0.2]\n{"features": [6.3, 3.3, 6.0, 2.5]}\n',
+    NPY: npy(ROWS),
+}
+
+
+def mangled(body: bytes, rng: random.Random) -> list[bytes]:
+    """Every truncation of ``body``, and random byte flips, insertions and deletions."""
+    bodies = [body[:end] for end in range(len(body))]
+    for _ in range(300):
+        data = bytearray(body)
+        for _ in range(rng.randint(1, 4)):
+            at = rng.randrange(len(data))
+            action = rng.choice(("flip", "insert", "delete"))
+            if action == "flip":
+                data[at] = rng.randrange(256)
+            elif action == "insert":
+                data.insert(at, rng.randrange(256))
+            elif len(data) > 1:
+                del data[at]
+        bodies.append(bytes(data))
+    bodies += [bytes(rng.randrange(256) for _ in range(rng.randint(0, 200))) for _ in range(100)]
+    return bodies
+
+
+@pytest.mark.parametrize("kind", sorted(DECODERS))
+def test_decoders_answer_any_garbage_with_a_codec_error(kind: str) -> None:
+    """Fuzzed bodies give rows of numbers or a CodecError (a 400), never anything else."""
+    assert sorted(VALID_BODIES) == sorted(DECODERS)
+    refused: list[CodecError] = []
+    for body in mangled(VALID_BODIES[kind], random.Random(kind)):  # noqa: S311 (not crypto)
+        try:
+            rows = decode(body, kind)
+        except CodecError as exc:
+            refused.append(exc)
+            continue
+        assert rows.ndim == 2
+        assert rows.size > 0
+        assert rows.dtype.kind == "f"
+    assert refused
+    assert all(exc.status == 400 and str(exc) for exc in refused)
 
 
 def test_unsupported_content_type_is_415() -> None:
@@ -93,6 +210,8 @@ def test_unsupported_content_type_is_415() -> None:
         ("", CSV),
         ("*/*", CSV),
         ("application/json", JSON),
+        ("application/jsonlines", JSONLINES),
+        ("application/x-npy", NPY),
         ("application/json; charset=utf-8", JSON),
         ("text/html, application/json;q=0.5", JSON),
         ("text/csv;q=0.2, application/json;q=0.9", JSON),
@@ -116,8 +235,21 @@ def test_encoders() -> None:
     labels = np.array(["setosa", "virginica"])
     assert encode(labels, CSV) == b"setosa\nvirginica\n"
     assert json.loads(encode(labels, JSON)) == {"predictions": ["setosa", "virginica"]}
+    assert encode(labels, JSONLINES) == b'"setosa"\n"virginica"\n'
+    assert np.load(io.BytesIO(encode(labels, NPY)), allow_pickle=False).tolist() == [
+        "setosa",
+        "virginica",
+    ]
     scores = np.array([[0.25, 0.75], [1.0, 0.0]])
     assert encode(scores, CSV) == b"0.25,0.75\n1.0,0.0\n"
+    assert encode(scores, JSONLINES) == b"[0.25, 0.75]\n[1.0, 0.0]\n"
+    np.testing.assert_array_equal(np.load(io.BytesIO(encode(scores, NPY))), scores)
+
+
+def test_object_predictions_are_encoded_without_pickles() -> None:
+    labels = np.array(["setosa", "virginica"], dtype=object)  # what scikit-learn returns
+    decoded = np.load(io.BytesIO(encode(labels, NPY)), allow_pickle=False)
+    assert decoded.tolist() == ["setosa", "virginica"]
 
 
 def test_media_type() -> None:

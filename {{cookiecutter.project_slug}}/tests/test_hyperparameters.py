@@ -1,11 +1,17 @@
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 import pytest
 
-from {{ cookiecutter.package_name }} import hyperparameters, model
-from {{ cookiecutter.package_name }}.hyperparameters import HyperparameterError, load, parse_value
+from {{ cookiecutter.package_name }} import docs, hyperparameters, model
+from {{ cookiecutter.package_name }}.hyperparameters import (
+    HyperparameterError,
+    describe,
+    hyperparameter,
+    load,
+    parse_value,
+)
 
 from .support import PROJECT
 
@@ -117,3 +123,63 @@ def test_the_projects_hyperparameters_file_fits_the_model() -> None:
 
 def test_the_model_defaults_load_from_an_empty_file() -> None:
     assert hyperparameters.load(model.Hyperparameters, {}) == model.Hyperparameters()
+
+
+@dataclass(frozen=True)
+class Bounded:
+    rate: float = hyperparameter(0.1, "Step size.", gt=0, le=1)
+    layers: list[int] = hyperparameter([8, 8], "Units per layer.", ge=1)
+    depth: int | None = hyperparameter(None, "Deepest level; null: no limit.", ge=1)
+    mode: Literal["fast", "exact"] = hyperparameter("fast", "How | to run.")
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"rate": "0"}, "hyperparameter 'rate' must be > 0, got '0'"),
+        ({"rate": "1.5"}, "hyperparameter 'rate' must be <= 1, got '1.5'"),
+        ({"rate": "NaN"}, "hyperparameter 'rate' must be a number, not NaN, got 'NaN'"),
+        ({"layers": "[8, 0]"}, r"hyperparameter 'layers' must be >= 1, got '\[8, 0\]'"),
+        ({"depth": "0"}, "hyperparameter 'depth' must be >= 1, got '0'"),
+    ],
+)
+def test_values_out_of_bounds_name_the_hyperparameter(raw: dict, message: str) -> None:
+    with pytest.raises(HyperparameterError, match=f"^{message}$"):
+        load(Bounded, raw)
+
+
+def test_values_within_bounds_load() -> None:
+    loaded = load(Bounded, {"rate": "1", "layers": "[1]", "depth": "None"})
+    assert (loaded.rate, loaded.layers, loaded.depth) == (1.0, [1], None)
+
+
+def test_list_defaults_are_not_shared() -> None:
+    first, second = Bounded(), Bounded()
+    first.layers.append(3)
+    assert second.layers == [8, 8]
+
+
+def test_describe_is_a_markdown_table_of_the_declaration() -> None:
+    assert describe(Bounded) == (
+        "| Hyperparameter | Type | Default | Bounds | Description |\n"
+        "|---|---|---|---|---|\n"
+        "| `rate` | float | `0.1` | > 0, <= 1 | Step size. |\n"
+        "| `layers` | list[int] | `[8, 8]` | >= 1 | Units per layer. |\n"
+        "| `depth` | int \\| None | `null` | >= 1 | Deepest level; null: no limit. |\n"
+        '| `mode` | one of `fast`, `exact` | `"fast"` |  | How \\| to run. |\n'
+    )
+
+
+def test_every_model_hyperparameter_is_declared_with_help() -> None:
+    for declared in fields(model.Hyperparameters):
+        assert declared.metadata.get("help"), f"{declared.name} has no help"
+    for name in ("validation_fraction", "seed"):  # The runner reads these two.
+        assert name in {declared.name for declared in fields(model.Hyperparameters)}
+
+
+def test_the_readme_tables_are_made_from_model_py() -> None:
+    readme = (PROJECT / "README.md").read_text()
+    assert docs.update(readme) == readme, "README.md is out of date: run `make docs`"
+    assert describe(model.Hyperparameters) in readme
+    for name in model.METRICS:
+        assert f"| `{name}` |" in readme

@@ -5,8 +5,11 @@ The real server process, on a free port, exactly as the container starts it.
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -14,7 +17,8 @@ import sys
 import threading
 import time
 import urllib.error
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from http.client import HTTPConnection
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +30,7 @@ from {{ cookiecutter.package_name }}.environment import Paths
 from .support import SAMPLE_REQUEST, free_port, http
 
 STARTUP_SECONDS = 60
+MODEL_LOADED = re.compile(r"\[(\d+)\] \S+: model loaded from")
 
 
 class Server:
@@ -56,6 +61,28 @@ class Server:
 
     def loads(self) -> int:
         return self.log.read_text().count("model loaded from")
+
+    def worker_pids(self) -> list[int]:
+        """The processes that loaded the model (the workers), in the order they did."""
+        return [int(pid) for pid in MODEL_LOADED.findall(self.log.read_text())]
+
+    def request_lines(self) -> list[dict]:
+        """The request log: every line of the server's output that is a JSON object."""
+        lines = []
+        for line in self.log.read_text().splitlines():
+            if line.startswith("{"):
+                lines.append(json.loads(line))
+        return lines
+
+    def wait_for(self, condition: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while not condition():
+            assert self.process.poll() is None, f"the server exited:\n{self.log.read_text()}"
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"{what} did not happen in {STARTUP_SECONDS} s:\n{self.log.read_text()}"
+                )
+            time.sleep(0.05)
 
     def wait_until_healthy(self, workers: int = 1) -> None:
         """/ping 200, and every worker's copy of the model loaded."""
@@ -208,3 +235,167 @@ def test_port_is_bound_at_once_and_ping_is_503_without_a_model(tmp_path: Path) -
     finally:
         code, _ = server.stop()
     assert code == 0
+
+
+def test_each_request_is_one_json_line_in_the_server_log(server: Server) -> None:
+    """The app's request log, and nothing else: no access log from the server(s) in front."""
+    row = b"5.1,3.5,1.4,0.2\n"
+    sizes = [3, 5, 7]  # rows per request: the requests' bytes_in tell their lines apart
+    for size in sizes:
+        status = http(
+            "POST", server.url + "/invocations", row * size, {"Content-Type": "text/csv"}
+        )
+        assert status[0] == 200
+    assert http("POST", server.url + "/invocations", row, {"Content-Type": "x/y"})[0] == 415
+    assert server.ping() == 200
+
+    def mine() -> list[dict]:
+        return [
+            line
+            for line in server.request_lines()
+            if line["bytes_in"] in {len(row) * size for size in sizes}
+            or line["content_type"] == "x/y"
+        ]
+
+    server.wait_for(lambda: len(mine()) >= 4, "four request log lines")
+    lines = mine()
+    assert [(line["bytes_in"], line["status"]) for line in lines] == [
+        (len(row) * 3, 200),
+        (len(row) * 5, 200),
+        (len(row) * 7, 200),
+        (len(row), 415),
+    ]
+    for line in lines:
+        assert line["method"] == "POST"
+        assert line["path"] == "/invocations"
+        assert line["level"] == "INFO"
+        assert line["latency_ms"] >= 0
+        assert line["time"].endswith("Z")
+    assert lines[0]["bytes_out"] == len(b"setosa\n") * 3
+    assert not [line for line in server.request_lines() if line["path"] == "/ping"]  # DEBUG
+    access_log_line = re.compile(r'"POST /invocations HTTP/1\.1" \d{3}')  # uvicorn, gunicorn
+    assert not access_log_line.search(server.log.read_text())  # no other access log
+
+
+def test_ping_is_logged_at_debug_level(serving_dir: Path) -> None:
+    server = Server(
+        serving_dir,
+        free_port(),
+        SAGEMAKER_MODEL_SERVER_WORKERS="1",
+        SAGEMAKER_CONTAINER_LOG_LEVEL="DEBUG",
+    )
+    try:
+        server.wait_until_healthy()
+        server.wait_for(
+            lambda: any(line["status"] == 200 for line in server.request_lines()), "a /ping line"
+        )
+        pings = [line for line in server.request_lines() if line["status"] == 200]
+        assert {(line["path"], line["level"]) for line in pings} == {("/ping", "DEBUG")}
+    finally:
+        assert server.stop()[0] == 0
+
+
+def test_a_killed_worker_is_replaced(serving_dir: Path) -> None:
+    server = Server(serving_dir, free_port())
+    try:
+        server.wait_until_healthy(workers=2)
+        first, second = server.worker_pids()
+        os.kill(first, signal.SIGKILL)
+        assert server.ping() == 200  # the other worker answers meanwhile
+        server.wait_for(lambda: len(server.worker_pids()) == 3, "a new worker")
+        replacement = server.worker_pids()[2]
+        assert replacement not in (first, second)
+        assert (
+            not Path(f"/proc/{first}").exists()
+            or "zombie" in Path(f"/proc/{first}/status").read_text()
+        )
+        for _ in range(10):  # enough requests to reach both workers
+            assert server.ping() == 200
+            status, _, body = http(
+                "POST",
+                server.url + "/invocations",
+                SAMPLE_REQUEST.read_bytes(),
+                {"Content-Type": "text/csv"},
+            )
+            assert status == 200, body
+    finally:
+        assert server.stop()[0] == 0
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found = [pid]
+    for candidate in found:
+        found.extend(child for child, parent in parents.items() if parent == candidate)
+    return found
+
+
+def socket_fds(pid: int) -> list[int]:
+    fds = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            if os.readlink(fd).startswith("socket:"):
+                fds.append(int(fd.name))
+        except OSError:
+            continue  # closed meanwhile
+    return fds
+
+
+def server_side_nodelay(server_pid: int, client: socket.socket) -> int | None:
+    """TCP_NODELAY of the server's end of ``client``'s connection, read from the server.
+
+    ``pidfd_getfd`` (Linux 5.6) copies each socket of the server's processes into this one;
+    the copy whose peer is ``client`` is the accepted connection. None if not found.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    for pid in descendants(server_pid):
+        try:
+            pidfd = os.pidfd_open(pid)
+            fds = socket_fds(pid)
+        except OSError:
+            continue  # gone meanwhile
+        try:
+            for fd in fds:
+                copy = libc.syscall(438, pidfd, fd, 0)  # SYS_pidfd_getfd
+                if copy < 0:
+                    if ctypes.get_errno() in (errno.EPERM, errno.ENOSYS):
+                        pytest.skip("pidfd_getfd is not allowed here")
+                    continue
+                with socket.socket(fileno=copy) as sock:
+                    if sock.family == socket.AF_INET and peer(sock) == client.getsockname():
+                        return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        finally:
+            os.close(pidfd)
+    return None
+
+
+def peer(sock: socket.socket) -> tuple[str, int] | None:
+    try:
+        return sock.getpeername()
+    except OSError:  # a listening socket
+        return None
+
+
+def test_accepted_connections_have_tcp_nodelay(server: Server) -> None:
+    """Without TCP_NODELAY, a response written in two parts waits for the client's delayed
+    ACK: 40 ms per request on a keep-alive connection. The option is read from the server's
+    own socket (no client-side timing can tell it apart from a slow predict)."""
+    connection = HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        for _ in range(3):  # keep-alive: the same connection throughout
+            connection.request(
+                "POST", "/invocations", SAMPLE_REQUEST.read_bytes(), {"Content-Type": "text/csv"}
+            )
+            response = connection.getresponse()
+            assert response.status == 200
+            response.read()
+        assert server_side_nodelay(server.process.pid, connection.sock) not in (None, 0)
+    finally:
+        connection.close()

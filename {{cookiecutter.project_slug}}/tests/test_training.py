@@ -1,18 +1,22 @@
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 from dataclasses import fields
 
 import numpy as np
+import pytest
 
 from {{ cookiecutter.package_name }} import model, training
+from {{ cookiecutter.package_name }}.channels import channels
 from {{ cookiecutter.package_name }}.environment import Paths
+from {{ cookiecutter.package_name }}.job import metric_definitions
 
-from .support import N_FEATURES, SAMPLE_DATA
-from .test_model import LIBRARY_REJECTED, LONG_HYPERPARAMETERS
+from .support import N_FEATURES, SAMPLE_DATA, run_hosts
+from .test_model import LIBRARY_REJECTED, LONG_HYPERPARAMETERS, QUICK_HYPERPARAMETERS
 
 
 def run_job(paths: Paths) -> subprocess.CompletedProcess[str]:
@@ -32,18 +36,45 @@ def test_train_writes_a_model_the_server_can_load(job: Paths) -> None:
     assert not job.failure.exists()
     assert json.loads((job.model / "metadata.json").read_text()) == {"n_features": N_FEATURES}
     loaded = model.load(job.model)
-    features, labels = training.read_csv_channel(job, "training")
-    accuracy = float(np.mean(model.predict(loaded, features) == labels))
+    data = channels(job)["training"].read()
+    accuracy = float(np.mean(model.predict(loaded, data.features) == data.labels))
     assert accuracy > 0.85
 
 
-def test_metrics_are_printed_one_parseable_line_each(job: Paths) -> None:
+def test_metrics_are_printed_one_line_each_that_the_definitions_read(job: Paths) -> None:
+    job.hyperparameters.write_text(json.dumps(QUICK_HYPERPARAMETERS))
+    shutil.copytree(job.channel("training"), job.channel("test"))
     result = run_job(job)
     assert result.returncode == 0, result.stderr
-    # What a MetricDefinitions entry would use as its Regex.
-    found = re.findall(r"^validation:accuracy=([0-9.]+)$", result.stdout, re.MULTILINE)
-    assert found, result.stdout
-    assert 0.8 < float(found[-1]) <= 1.0
+    printed = dict(re.findall(r"^([\w:]+)=(\S+)$", result.stdout, re.MULTILINE))
+    assert "validation:accuracy" in printed
+    assert 0.8 < float(printed["test:accuracy"]) <= 1.0
+    definitions = metric_definitions(training.all_metrics())
+    assert [d["Name"] for d in definitions] == list(training.all_metrics())
+    for definition in definitions:
+        if definition["Name"] in printed:  # Each regex reads its own line, and only it.
+            values = re.findall(definition["Regex"], result.stdout, re.MULTILINE)
+            assert float(values[-1]) == float(printed[definition["Name"]]), definition
+    undeclared = set(printed) - set(training.all_metrics())
+    assert not undeclared
+    final = json.loads((job.output_data / "metrics.json").read_text())
+    assert final["test:accuracy"] == float(printed["test:accuracy"])
+
+
+def test_metric_definitions_command_prints_them(job: Paths) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "{{ cookiecutter.package_name }}", "metric-definitions"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(result.stdout) == metric_definitions(training.all_metrics())
+
+
+def test_an_undeclared_metric_is_refused(job: Paths) -> None:
+    logger = training.MetricLogger(model.METRICS)
+    with pytest.raises(ValueError, match=r"not declared in model\.METRICS"):
+        logger("made:up", 1.0)
 
 
 def first_field_of_type(kind: type) -> str:
@@ -77,16 +108,23 @@ def test_a_value_the_library_rejects_fails_the_job_naming_it(job: Paths) -> None
 
 
 def test_missing_channel_fails_the_job(job: Paths) -> None:
-    (job.channel("training") / SAMPLE_DATA.name).unlink()
-    job.channel("training").rmdir()
+    shutil.rmtree(job.channel("training"))
     assert training.main() == 1
-    assert job.failure.read_text().startswith("TrainingError: channel 'training' is missing")
+    assert job.failure.read_text().startswith("ChannelError: channel 'training' is missing")
+
+
+def test_a_channel_missing_from_inputdataconfig_fails_the_job(job: Paths) -> None:
+    job.input_data_config.write_text(json.dumps({"train": {"ContentType": "text/csv"}}))
+    assert training.main() == 1
+    assert job.failure.read_text().splitlines()[0] == (
+        "ChannelError: channel 'training' is missing: the job has train"
+    )
 
 
 def test_empty_channel_fails_the_job(job: Paths) -> None:
     (job.channel("training") / SAMPLE_DATA.name).unlink()
     assert training.main() == 1
-    assert job.failure.read_text().startswith("TrainingError: channel 'training' is empty")
+    assert job.failure.read_text().startswith("ChannelError: channel 'training' is empty")
 
 
 def test_malformed_csv_line_is_named(job: Paths) -> None:
@@ -96,7 +134,7 @@ def test_malformed_csv_line_is_named(job: Paths) -> None:
     data.write_text("\n".join(lines) + "\n")
     assert training.main() == 1
     assert job.failure.read_text().startswith(
-        f"TrainingError: {SAMPLE_DATA.name} line 5: a feature is not a number"
+        f"ChannelError: {SAMPLE_DATA.name} line 5: a feature is not a number"
     )
 
 
@@ -107,14 +145,51 @@ def test_ragged_csv_line_is_named(job: Paths) -> None:
     assert "line 151: expected 5 columns" in job.failure.read_text()
 
 
-def test_csv_files_of_a_channel_are_read_together(job: Paths) -> None:
-    extra = job.channel("training") / "more" / "part-2.csv"
-    extra.parent.mkdir()
-    extra.write_text("virginica,6.3,3.3,6.0,2.5\n")
-    (job.channel("training") / ".hidden").write_text("not data")
-    features, labels = training.read_csv_channel(job, "training")
-    assert features.shape == (151, N_FEATURES)
-    assert labels[-1] == "virginica"
+def test_a_value_out_of_bounds_fails_the_job_naming_it(job: Paths) -> None:
+    job.hyperparameters.write_text(json.dumps({"validation_fraction": "1.5"}))
+    assert training.main() == 1
+    assert job.failure.read_text().splitlines()[0] == (
+        "HyperparameterError: hyperparameter 'validation_fraction' must be < 1, got '1.5'"
+    )
+
+
+def test_the_validation_channel_replaces_the_split(job: Paths, capfd) -> None:
+    job.hyperparameters.write_text(json.dumps(QUICK_HYPERPARAMETERS))
+    rows = SAMPLE_DATA.read_text().splitlines()
+    job.channel("validation").mkdir()
+    (job.channel("validation") / "held-out.csv").write_text("\n".join(rows[::5]) + "\n")
+    assert training.main() == 0
+    assert "training on 150 rows x 4 features, validating on 30 rows" in capfd.readouterr().err
+
+
+def test_a_validation_channel_of_another_width_fails_the_job(job: Paths) -> None:
+    job.channel("validation").mkdir()
+    (job.channel("validation") / "v.csv").write_text("setosa,1.0,2.0\n")
+    assert training.main() == 1
+    assert job.failure.read_text().splitlines()[0] == (
+        f"ChannelError: channel 'validation' has 2 features, 'training' has {N_FEATURES}"
+    )
+
+
+def test_no_validation_when_the_fraction_is_zero(job: Paths, capfd) -> None:
+    job.hyperparameters.write_text(
+        json.dumps({**QUICK_HYPERPARAMETERS, "validation_fraction": "0"})
+    )
+    assert training.main() == 0
+    out, err = capfd.readouterr()
+    assert "training on 150 rows x 4 features, validating on 0 rows" in err
+    assert "validation:" not in out
+
+
+def test_a_two_host_job_writes_one_model_on_the_first_host(tmp_path) -> None:
+    (first, done), (second, other) = run_hosts(tmp_path, QUICK_HYPERPARAMETERS)
+    assert done.returncode == 0, done.stderr
+    assert other.returncode == 0, other.stderr
+    assert "host algo-2 of algo-1, algo-2" in other.stderr
+    assert json.loads((first.model / "metadata.json").read_text()) == {"n_features": N_FEATURES}
+    assert not second.model.exists() or not any(second.model.iterdir())
+    assert not first.failure.exists()
+    assert not second.failure.exists()
 
 
 def test_sigterm_stops_the_job_with_a_failure_file(job: Paths) -> None:
@@ -136,6 +211,12 @@ def test_sigterm_stops_the_job_with_a_failure_file(job: Paths) -> None:
 
 
 def test_sm_variables_are_exported_for_the_model(job: Paths, monkeypatch) -> None:
+    seen: dict[str, str] = {}
+
+    def train(data, hp, job):  # Records what the model's code would find.
+        seen.update(os.environ)
+
+    monkeypatch.setattr(model, "train", train)
     for name in [n for n in os.environ if n.startswith("SM_")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("SM_NUM_CPUS", "7")  # what the job's environment sets wins
@@ -153,8 +234,9 @@ def test_sm_variables_are_exported_for_the_model(job: Paths, monkeypatch) -> Non
             {"training": {"ContentType": "text/csv"}, "validation": {"ContentType": "text/csv"}}
         )
     )
-    assert training.main() == 0
-    env = os.environ
+    shutil.copytree(job.channel("training"), job.channel("validation"))
+    assert training.main() == 0  # algo-2 writes no model: train's result is not saved.
+    env = seen
     assert env["SM_MODEL_DIR"] == str(job.model)
     assert env["SM_OUTPUT_DATA_DIR"] == str(job.output_data)
     assert env["SM_CHANNEL_TRAINING"] == str(job.channel("training"))

@@ -2,19 +2,34 @@
 
 A skeleton for models that are plain Python: the example is a nearest-prototype classifier
 (learning vector quantisation, LVQ1) written with NumPy alone, so every line of training,
-saving, loading and predicting is here to read and replace. The training runner
-(``training.py``) and the model server (``inference.py``) call only what is defined here:
+checkpointing, saving, loading and predicting is here to read and replace. The training
+runner (``training.py``) and the model server (``inference.py``) call only what is defined
+here:
 
-- ``Hyperparameters``: the hyperparameters a training job accepts, typed, with defaults.
-  SageMaker's ``hyperparameters.json`` is parsed and checked against it; an unknown name or
-  a value of the wrong type fails the job with a message naming it.
-- ``train(features, labels, hp, log_metric)``: fit and return a model. ``features`` is a
-  float64 array (rows x features), ``labels`` the first CSV column. Report metrics with
-  ``log_metric(name, value)``; each becomes one ``name=value`` line that a SageMaker
-  ``MetricDefinitions`` regex such as ``validation:accuracy=([0-9.]+)`` picks up.
+- ``Hyperparameters``: the hyperparameters a training job accepts, each with its type,
+  default, bounds and help (``hyperparameter(...)``). That one declaration checks the job's
+  ``hyperparameters.json`` (an unknown name, a wrong type or a value out of bounds fails the
+  job with a message naming it) and is the README's table (``make docs``).
+  ``validation_fraction`` and ``seed`` are read by the runner too: it holds that share of the
+  training rows out for validation when the job has no ``validation`` channel.
+- ``METRICS``: the metrics training reports, with their help. Each ``job.log_metric(name,
+  value)`` prints one ``name=value`` line; ``python -m <package> metric-definitions``
+  prints the SageMaker ``MetricDefinitions`` that read them.
+- ``train(data, hp, job)``: fit and return a model. ``data.train`` and ``data.validation``
+  (``None`` when there is none) hold ``features`` (float64, rows x features) and ``labels``
+  (the first column). After every epoch ``job.checkpoint`` writes the model every
+  ``checkpoint_every`` epochs, and at once when SageMaker stops the job (then it raises
+  ``TrainingStopped``). A restarted job takes the newest checkpoint back (``job.resume``)
+  and ends with the very model of a job never stopped: each epoch shuffles with a generator
+  seeded by ``(seed, epoch)``, so the epoch number is all the random state there is.
 - ``save(model, model_dir)`` / ``load(model_dir)``: write and read everything the server
-  needs in ``model_dir`` (it becomes ``model.tar.gz``). Here: one JSON file.
+  needs in ``model_dir`` (it becomes ``model.tar.gz``). Here: one JSON file, which is also
+  the checkpoint.
 - ``predict(model, features)``: one vectorised call for a whole batch of rows.
+
+A job on several instances runs this same training on every host (each on all the rows)
+and the first host saves the model; to split the work, train on ``job.shard(data)`` and
+combine what the hosts learn over ``job.cluster``.
 
 ``Model`` is whatever object you like: the runner and the server only pass it between
 these functions.
@@ -23,30 +38,41 @@ these functions.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .channels import TrainingData
+from .hyperparameters import hyperparameter
+from .job import Job
+
 MODEL_FILE = "model.json"
+
+METRICS = {
+    "train:accuracy": "Accuracy on the training rows, after each epoch.",
+    "validation:accuracy": "Accuracy on the validation rows, after each epoch.",
+}
 
 
 @dataclass(frozen=True)
 class Hyperparameters:
-    epochs: int = 30
-    learning_rate: float = 0.05
-    prototypes_per_class: int = 3
-    standardize: bool = True
-    validation_fraction: float = 0.2
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.validation_fraction < 1.0:
-            raise ValueError(
-                "hyperparameter 'validation_fraction' must be in [0, 1),"
-                f" got {self.validation_fraction}"
-            )
+    epochs: int = hyperparameter(30, "Passes over the training rows.", ge=0)
+    learning_rate: float = hyperparameter(
+        0.05, "Step towards (or away from) a row in the first epoch; falls to 0.", gt=0
+    )
+    prototypes_per_class: int = hyperparameter(3, "Prototypes that stand for each class.", ge=1)
+    standardize: bool = hyperparameter(True, "Scale each feature to mean 0, variance 1 first.")
+    validation_fraction: float = hyperparameter(
+        0.2,
+        "Training rows held out for validation when there is no validation channel.",
+        ge=0,
+        lt=1,
+    )
+    seed: int = hyperparameter(0, "Seeds the prototypes, the shuffles and the split.", ge=0)
+    checkpoint_every: int = hyperparameter(
+        10, "Epochs between two checkpoints (a stop checkpoints at once).", ge=1
+    )
 
 
 @dataclass
@@ -58,18 +84,8 @@ class Model:
     mean: np.ndarray  # (features,)
     scale: np.ndarray  # (features,)
 
-
-def _split(
-    labels: np.ndarray, fraction: float, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices for training and validation, stratified by label."""
-    validation: list[int] = []
-    for label in np.unique(labels):
-        rows = rng.permutation(np.flatnonzero(labels == label))
-        validation.extend(rows[: round(len(rows) * fraction)])
-    mask = np.zeros(len(labels), dtype=bool)
-    mask[validation] = True
-    return np.flatnonzero(~mask), np.flatnonzero(mask)
+    def standardize(self, features: np.ndarray) -> np.ndarray:
+        return (features - self.mean) / self.scale
 
 
 def _nearest(prototypes: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -77,52 +93,56 @@ def _nearest(prototypes: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return distances.argmin(axis=1)
 
 
-def train(
-    features: np.ndarray,
-    labels: np.ndarray,
-    hp: Hyperparameters,
-    log_metric: Callable[[str, float], None],
-) -> Model:
-    if hp.learning_rate <= 0:
-        raise ValueError(
-            f"hyperparameter 'learning_rate' must be positive, got {hp.learning_rate}"
-        )
-    rng = np.random.default_rng(hp.seed)
-    train_rows, validation_rows = _split(labels, hp.validation_fraction, rng)
-    mean = features[train_rows].mean(axis=0) if hp.standardize else np.zeros(features.shape[1])
-    scale = features[train_rows].std(axis=0) if hp.standardize else np.ones(features.shape[1])
+def initial_model(data: TrainingData, hp: Hyperparameters) -> Model:
+    """Scaling from the training rows, and a few training rows of each class as prototypes."""
+    features, labels = data.train.features, data.train.labels
+    n_features = features.shape[1]
+    mean = features.mean(axis=0) if hp.standardize else np.zeros(n_features)
+    scale = features.std(axis=0) if hp.standardize else np.ones(n_features)
     scale[scale == 0] = 1.0
-    x = (features - mean) / scale
-    names, y = np.unique(labels, return_inverse=True)
-    # Start from a few training rows of each class, then pull each row's nearest prototype
-    # towards the row if their classes agree and push it away if not, less every epoch.
+    # Every class of the job, validation's included: each one needs its prototypes.
+    known = [labels] if data.validation is None else [labels, data.validation.labels]
+    rng = np.random.default_rng(hp.seed)
     starts = []
-    for k in range(len(names)):
-        rows = train_rows[y[train_rows] == k]
+    for name in np.unique(np.concatenate(known)):
+        rows = np.flatnonzero(labels == name)
         if len(rows) < hp.prototypes_per_class:
             raise ValueError(
                 f"hyperparameter 'prototypes_per_class' is {hp.prototypes_per_class}, but class"
-                f" {names[k]!r} has only {len(rows)} training rows"
+                f" {str(name)!r} has only {len(rows)} training rows"
             )
         starts.extend(rng.choice(rows, hp.prototypes_per_class, replace=False))
-    prototypes = x[starts].copy()
-    owners = y[starts]
-    for epoch in range(1, hp.epochs + 1):
+    return Model(labels[starts], (features[starts] - mean) / scale, mean, scale)
+
+
+def accuracy(model: Model, scaled: np.ndarray, labels: np.ndarray) -> float:
+    """The share of rows (standardised already) whose nearest prototype has their label."""
+    return float(np.mean(model.classes[_nearest(model.prototypes, scaled)] == labels))
+
+
+def train(data: TrainingData, hp: Hyperparameters, job: Job) -> Model:
+    resumed = job.resume(load)
+    epoch, model = resumed if resumed else (0, initial_model(data, hp))
+    x, y = model.standardize(data.train.features), data.train.labels
+    while epoch < hp.epochs:
+        epoch += 1
+        # Pull each row's nearest prototype towards the row if their classes agree and push
+        # it away if not, less every epoch. The order of the rows depends on the epoch only.
         rate = hp.learning_rate * (1 - (epoch - 1) / hp.epochs)
-        for row in rng.permutation(train_rows):
-            nearest = _nearest(prototypes, x[row : row + 1])[0]
-            sign = 1.0 if owners[nearest] == y[row] else -1.0
-            prototypes[nearest] += sign * rate * (x[row] - prototypes[nearest])
-        log_metric("epoch", epoch)
-        predicted = owners[_nearest(prototypes, x[train_rows])]
-        log_metric("train:accuracy", float(np.mean(predicted == y[train_rows])))
-        if len(validation_rows):
-            predicted = owners[_nearest(prototypes, x[validation_rows])]
-            log_metric("validation:accuracy", float(np.mean(predicted == y[validation_rows])))
-    return Model(classes=names[owners], prototypes=prototypes, mean=mean, scale=scale)
+        for row in np.random.default_rng([hp.seed, epoch]).permutation(len(x)):
+            nearest = _nearest(model.prototypes, x[row : row + 1])[0]
+            sign = 1.0 if model.classes[nearest] == y[row] else -1.0
+            model.prototypes[nearest] += sign * rate * (x[row] - model.prototypes[nearest])
+        job.log_metric("train:accuracy", accuracy(model, x, y))
+        if data.validation is not None:
+            rows = model.standardize(data.validation.features)
+            job.log_metric("validation:accuracy", accuracy(model, rows, data.validation.labels))
+        job.checkpoint(epoch, lambda directory: save(model, directory), every=hp.checkpoint_every)
+    return model
 
 
 def save(model: Model, model_dir: Path) -> None:
+    # JSON keeps every float64 exactly (Python writes the shortest repr that reads back).
     document = {
         "classes": model.classes.tolist(),
         "prototypes": model.prototypes.tolist(),
@@ -145,4 +165,4 @@ def load(model_dir: Path) -> Model:
 def predict(model: Model, features: np.ndarray) -> np.ndarray:
     if np.isnan(features).any():
         raise ValueError("features must not be NaN: this model has no missing-value handling")
-    return model.classes[_nearest(model.prototypes, (features - model.mean) / model.scale)]
+    return model.classes[_nearest(model.prototypes, model.standardize(features))]

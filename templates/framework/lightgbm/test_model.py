@@ -6,37 +6,91 @@ The constants at the top are what the generic tests need to know about the model
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
 
 import lightgbm
 import numpy as np
 import pytest
 
-from {{ cookiecutter.package_name }} import model, training
+from {{ cookiecutter.package_name }} import hyperparameters, model, training
+from {{ cookiecutter.package_name }}.channels import TrainingData
+from {{ cookiecutter.package_name }}.checkpoints import Checkpoints
+from {{ cookiecutter.package_name }}.cluster import Cluster
 from {{ cookiecutter.package_name }}.environment import Paths, cpu_count
+from {{ cookiecutter.package_name }}.job import Job, MetricLogger, TrainingStopped
+
+from .support import N_FEATURES, SAMPLE_DATA, free_port, layout, run_hosts
 
 # Quick to train: the model the suite trains once and serves.
 QUICK_HYPERPARAMETERS = {"num_iterations": "20"}
 # Slow to train (many seconds), for stopping a job part-way.
-LONG_HYPERPARAMETERS = {"num_iterations": "100000", "learning_rate": '"0.01"'}
+LONG_HYPERPARAMETERS = {
+    "num_iterations": "100000",
+    "learning_rate": '"0.01"',
+    "checkpoint_every": "1000",
+}
 # A value of the right type that the library itself rejects, and what the failure says.
-LIBRARY_REJECTED = ({"learning_rate": "-1"}, "hyperparameter 'learning_rate'")
+LIBRARY_REJECTED = ({"boosting": "sideways"}, "hyperparameter 'boosting'")
+# Several checkpoints' worth, with feature sampling: resuming must redraw the same features.
+RESUME_HYPERPARAMETERS = {
+    "num_iterations": "50",
+    "checkpoint_every": "10",
+    "num_threads": "1",  # Iris is tiny: more threads only wait for each other.
+    "feature_fraction": "0.7",
+}
+# Boosting the remaining iterations on the restored booster grows the very same trees: the
+# text model keeps every value exactly, LightGBM rebuilds the rows' scores from the trees,
+# and feature_fraction is reseeded from the iteration number. (Bagging would not be exact.)
+RESUME_TOLERANCE = 0.0
+# Two "hosts" on this machine: LightGBM finds its rank from its local address and port,
+# and 127.0.0.1 is the loopback address this machine lists as its own.
+ONE_MACHINE = {"algo-1": "127.0.0.1", "algo-2": "127.0.0.1"}
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.3, 3.3, 6.0, 2.5]]  # A setosa, a virginica.
+
+
+def fingerprint(classifier: model.Classifier) -> np.ndarray:
+    """What must match between two models: class probabilities over the sample data."""
+    features = np.loadtxt(SAMPLE_DATA, delimiter=",", usecols=range(1, N_FEATURES + 1))
+    return classifier.booster.predict(features)
 
 
 def metric_values(output: str, name: str) -> list[float]:
     return [float(v) for v in re.findall(rf"^{name}=([0-9.]+)$", output, re.MULTILINE)]
 
 
-def test_hyperparameters_reach_the_booster(job: Paths) -> None:
-    job.hyperparameters.write_text(json.dumps({"num_iterations": '"7"', "num_leaves": "2"}))
-    assert training.main() == 0
-    booster = model.load(job.model).booster
+def sample_data(tmp_path: Path, hp: model.Hyperparameters) -> TrainingData:
+    data, _ = training.read_data(layout(tmp_path / "data"), hp)
+    return data
+
+
+def new_job(tmp_path: Path, log_metric: Callable[[str, float], None] | None = None) -> Job:
+    """A single-host job whose checkpoints go to ``tmp_path / "checkpoints"``."""
+    return Job(
+        Paths(tmp_path / "opt_ml"),
+        Cluster(),
+        Checkpoints(tmp_path / "checkpoints"),
+        log_metric or MetricLogger(training.all_metrics()),
+    )
+
+
+def test_hyperparameters_reach_the_booster(tmp_path: Path) -> None:
+    raw = {"num_iterations": '"7"', "num_leaves": "2", "learning_rate": "0.2"}
+    hp = hyperparameters.load(model.Hyperparameters, {**raw, "lambda_l2": "0.5"})
+    booster = model.train(sample_data(tmp_path, hp), hp, new_job(tmp_path)).booster
     assert booster.current_iteration() == 7
     trees = booster.dump_model()["tree_info"]
     assert len(trees) == 7 * 3  # One tree per class and iteration.
     assert all(tree["num_leaves"] <= 2 for tree in trees)
+    text = booster.model_to_string()  # The text model keeps the parameters it had.
+    assert "\n[learning_rate: 0.2]\n" in text
+    assert "\n[lambda_l2: 0.5]\n" in text
 
 
 @pytest.mark.parametrize(("num_threads", "threads"), [("1", 1), ("0", cpu_count())])
@@ -45,7 +99,6 @@ def test_training_uses_num_threads_or_every_cpu(
 ) -> None:
     job.hyperparameters.write_text(json.dumps({"num_iterations": "2", "num_threads": num_threads}))
     assert training.main() == 0
-    # The text model keeps the parameters it was trained with.
     assert f"\n[num_threads: {threads}]\n" in (job.model / "model.txt").read_text()
 
 
@@ -78,6 +131,37 @@ def test_early_stopping_keeps_the_best_iteration(
     assert model.load(job.model).booster.current_iteration() == len(losses) - 5  # ...kept.
 
 
+def test_early_stopping_carries_over_a_resume(tmp_path: Path) -> None:
+    hp = model.Hyperparameters(
+        num_iterations=1000, learning_rate=0.5, early_stopping_round=5, num_threads=1
+    )
+    data = sample_data(tmp_path, hp)
+    rounds: list[float] = []
+    stop_after: list[int] = []
+
+    def count_rounds(name: str, value: float) -> None:
+        if name == "validation:multi_logloss":
+            rounds.append(value)
+            if len(rounds) in stop_after:
+                stopped.stop.set()  # What SIGTERM does, during that iteration.
+
+    whole = model.train(data, hp, new_job(tmp_path / "whole", count_rounds))
+    best = whole.best_iteration
+    assert len(rounds) == best + 5 < 1000
+    assert whole.booster.best_iteration == best
+
+    rounds.clear()
+    stop_after.append(best + 2)  # Two iterations after the best one: early stopping counts.
+    stopped = new_job(tmp_path / "stopped", count_rounds)
+    with pytest.raises(TrainingStopped, match=f"after step {best + 2};"):
+        model.train(data, hp, stopped)
+    resumed = model.train(data, hp, new_job(tmp_path / "stopped", count_rounds))
+    assert len(rounds) == best + 5  # The resumed job stopped where the whole one did.
+    assert resumed.booster.best_iteration == best
+    # The same trees; the parameters the text model ends with differ (num_iterations left).
+    assert resumed.booster.dump_model()["tree_info"] == whole.booster.dump_model()["tree_info"]
+
+
 def test_early_stopping_needs_a_validation_set(job: Paths) -> None:
     job.hyperparameters.write_text(
         json.dumps({"early_stopping_round": "5", "validation_fraction": "0"})
@@ -87,18 +171,111 @@ def test_early_stopping_needs_a_validation_set(job: Paths) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "value"), [("learning_rate", "-1"), ("num_leaves", "1"), ("feature_fraction", "2")]
+    ("hps", "name", "says"),
+    [
+        ({"boosting": "sideways"}, "boosting", "Unknown boosting type sideways"),
+        ({"boosting": "rf"}, "boosting", "bagging"),  # A random forest needs bagging.
+    ],
 )
 def test_a_value_lightgbm_rejects_is_named_as_a_hyperparameter(
-    job: Paths, name: str, value: str
+    job: Paths, hps: dict[str, str], name: str, says: str
 ) -> None:
-    job.hyperparameters.write_text(json.dumps({name: value}))
+    job.hyperparameters.write_text(json.dumps(hps))
     assert training.main() == 1
     reason = job.failure.read_text().splitlines()[0]
-    assert reason.startswith(
-        f"ValueError: hyperparameter {name!r} rejected by LightGBM: Check failed: ({name})"
-    )
+    assert reason.startswith(f"ValueError: hyperparameter {name!r} rejected by LightGBM: ")
+    assert says in reason
     assert ".cpp" not in reason  # The C++ source location is left out.
+
+
+def test_a_checkpoint_every_n_iterations_holds_the_booster(tmp_path: Path) -> None:
+    hp = model.Hyperparameters(num_iterations=25, checkpoint_every=10)
+    job = new_job(tmp_path)
+    model.train(sample_data(tmp_path, hp), hp, job)
+    assert job.checkpoints.steps() == [20, 10]
+    for step in (10, 20):
+        booster = lightgbm.Booster(model_file=job.checkpoints.path(step) / "model.txt")
+        assert booster.current_iteration() == step
+        classes = json.loads((job.checkpoints.path(step) / "classes.json").read_text())
+        assert classes == ["setosa", "versicolor", "virginica"]
+
+
+def test_a_stop_ends_training_after_the_current_iteration_with_a_checkpoint(
+    tmp_path: Path,
+) -> None:
+    hp = model.Hyperparameters(num_iterations=100, checkpoint_every=50)
+    rounds = []
+
+    def log_metric(name: str, value: float) -> None:
+        if name == "train:multi_logloss":
+            rounds.append(value)
+            if len(rounds) == 3:
+                job.stop.set()  # What the runner's SIGTERM handler does, during iteration 3.
+
+    job = new_job(tmp_path, log_metric)
+    with pytest.raises(TrainingStopped, match="after step 3; checkpoint in"):
+        model.train(sample_data(tmp_path, hp), hp, job)
+    assert len(rounds) == 3
+    assert job.checkpoints.steps() == [3]
+    saved = lightgbm.Booster(model_file=job.checkpoints.path(3) / "model.txt")
+    assert saved.current_iteration() == 3
+
+
+def test_two_hosts_train_one_model_together(tmp_path: Path) -> None:
+    # One thread each: the two "hosts" share this machine's CPUs. verbosity 1: LightGBM
+    # says how many machines its network has.
+    hps = {"num_iterations": "20", "num_threads": "1", "verbosity": "1"}
+    hosts = run_hosts(tmp_path, hps, timeout=60, addresses=ONE_MACHINE)
+    for rank, (_, finished) in enumerate(hosts):
+        assert finished.returncode == 0, finished.stderr
+        assert f"LightGBM network: rank {rank} of 2 machines" in finished.stderr
+        assert f"Local rank: {rank}, total number of machines: 2" in finished.stderr
+    (first, _), (second, _) = hosts
+    assert not second.model.exists() or not any(second.model.iterdir())
+    classifier = model.load(first.model)
+    assert classifier.booster.current_iteration() == 20
+    features = np.loadtxt(SAMPLE_DATA, delimiter=",", usecols=range(1, N_FEATURES + 1))
+    labels = np.loadtxt(SAMPLE_DATA, delimiter=",", usecols=0, dtype=str)
+    assert np.mean(model.predict(classifier, features) == labels) > 0.85
+
+
+def test_a_stop_on_one_host_stops_every_host_after_the_same_iteration(tmp_path: Path) -> None:
+    names = list(ONE_MACHINE)
+    port = str(free_port())
+    hps = {"num_iterations": "100000", "num_threads": "1", "checkpoint_every": "100000"}
+    hosts = []
+    for name in names:
+        paths = layout(tmp_path / name, hps)
+        config = {"current_host": name, "hosts": names, "network_interface_name": "lo"}
+        paths.resource_config.write_text(json.dumps(config))
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "SAGEMAKER_BASE_DIR": str(paths.base),
+            "LOCAL_HOST_ADDRESSES": json.dumps(ONE_MACHINE),
+            "MASTER_PORT": port,
+        }
+        command = [sys.executable, "-m", "{{ cookiecutter.package_name }}", "train"]
+        process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+        hosts.append((paths, process))
+    try:
+        (first, one), (second, two) = hosts
+        assert two.stderr is not None
+        for line in two.stderr:  # Until both hosts are boosting together.
+            if "LightGBM trains with" in line:
+                break
+        two.send_signal(signal.SIGTERM)  # Only the second host is asked to stop.
+        assert two.wait(timeout=30) == 1
+        assert one.wait(timeout=30) == 1
+    finally:
+        for _, process in hosts:
+            process.kill()
+            process.communicate()
+    reasons = [paths.failure.read_text().splitlines()[0] for paths in (first, second)]
+    assert all(reason.startswith("TrainingStopped") for reason in reasons), reasons
+    steps = {int(re.findall(r"after step (\d+)", reason)[0]) for reason in reasons}
+    assert len(steps) == 1  # Both hosts stopped after the same iteration...
+    assert Checkpoints(first.checkpoints).steps() == list(steps)  # ...the first saved it.
+    assert not second.checkpoints.exists()
 
 
 def test_the_model_is_a_lightgbm_text_model_and_class_names(trained: Paths) -> None:
@@ -157,9 +334,3 @@ def test_the_device_is_the_first_one_this_build_can_train_on(
     monkeypatch.setattr(lightgbm, "train", probe)
     assert model.device_type() == expected
     assert tried == (["cuda", "gpu"] if gpu else [])
-
-
-def test_validation_fraction_is_checked(job: Paths) -> None:
-    job.hyperparameters.write_text(json.dumps({"validation_fraction": "1.5"}))
-    assert training.main() == 1
-    assert "'validation_fraction' must be in [0, 1)" in job.failure.read_text().splitlines()[0]

@@ -8,16 +8,28 @@ from __future__ import annotations
 import json
 
 import numpy as np
+from sklearn.ensemble import RandomForestClassifier
 
 from {{ cookiecutter.package_name }} import model, training
 from {{ cookiecutter.package_name }}.environment import Paths
+
+from .support import N_FEATURES, SAMPLE_DATA
 
 # Quick to train: the model the suite trains once and serves.
 QUICK_HYPERPARAMETERS = {"n_estimators": "20"}
 # Slow to train (many seconds), for stopping a job part-way.
 LONG_HYPERPARAMETERS = {"n_estimators": "20000", "max_features": '"sqrt"'}
 # A value of the right type that the library itself rejects, and what the failure says.
-LIBRARY_REJECTED = ({"n_estimators": "-3"}, "n_estimators")
+LIBRARY_REJECTED = ({"max_features": "cube"}, "max_features")
+# Several checkpoints' worth: the resume test stops it after its second checkpoint.
+RESUME_HYPERPARAMETERS = {"n_estimators": "60", "checkpoint_every": "10"}
+RESUME_TOLERANCE = 0.0  # Warm-started forests grow the very trees of a single fit.
+
+
+def fingerprint(estimator: RandomForestClassifier) -> np.ndarray:
+    """What must match between two models: class probabilities over the sample data."""
+    features = np.loadtxt(SAMPLE_DATA, delimiter=",", usecols=range(1, N_FEATURES + 1))
+    return estimator.predict_proba(features)
 
 
 def test_hyperparameters_reach_the_estimator(job: Paths) -> None:
@@ -39,9 +51,3 @@ def test_predict_is_one_vectorised_call(trained: Paths) -> None:
     predictions = model.predict(estimator, rows)
     assert predictions.shape == (1000,)
     assert set(predictions[:2]) == {"setosa", "virginica"}
-
-
-def test_validation_fraction_is_checked(job: Paths) -> None:
-    job.hyperparameters.write_text(json.dumps({"validation_fraction": "1.5"}))
-    assert training.main() == 1
-    assert "'validation_fraction' must be in [0, 1)" in job.failure.read_text().splitlines()[0]

@@ -4,18 +4,38 @@ The training runner (``training.py``) and the model server (``inference.py``) ca
 is defined here, so replacing the small Keras MLP with your own network means editing this
 file and nothing else:
 
-- ``Hyperparameters``: the hyperparameters a training job accepts, typed, with defaults.
-  SageMaker's ``hyperparameters.json`` is parsed and checked against it; an unknown name or
-  a value of the wrong type fails the job with a message naming it.
-- ``train(features, labels, hp, log_metric)``: build, compile and fit a Keras model and
-  return it. ``features`` is a float64 array (rows x features), ``labels`` the first CSV
-  column. A ``keras.layers.Normalization`` layer adapted on the training split does the
-  feature scaling inside the model, so the saved file needs nothing beside it to score raw
-  rows. A callback turns Keras' per-epoch logs into ``log_metric(name, value)`` calls
-  (``train:loss``, ``train:accuracy``, ``validation:loss``, ``validation:accuracy``); each
-  becomes one ``name=value`` line that a SageMaker ``MetricDefinitions`` regex such as
-  ``validation:accuracy=([0-9.]+)`` picks up. ``fit`` runs with ``verbose=0``, so Keras'
-  progress bars stay out of the log.
+- ``Hyperparameters``: the hyperparameters a training job accepts, named as Keras names
+  them, each with its type, default, bounds and help (``hyperparameter(...)``). That one
+  declaration checks the job's ``hyperparameters.json`` (an unknown name, a wrong type or a
+  value out of bounds fails the job with a message naming it; so does a value Keras itself
+  rejects, ``activation="cube"``) and is the README's table (``make docs``).
+  ``validation_fraction`` and ``seed`` are read by the runner too: it holds that share of the
+  training rows out for validation when the job has no ``validation`` channel.
+- ``METRICS``: the metrics training reports, with their help. A callback turns Keras'
+  per-epoch logs into ``job.log_metric`` calls (``loss`` becomes ``train:loss``,
+  ``val_accuracy`` ``validation:accuracy``): one ``name=value`` line each, which ``python
+  -m <package> metric-definitions`` turns into SageMaker ``MetricDefinitions``. A metric you
+  add to ``compile`` is printed once it is declared here. ``fit`` runs with ``verbose=0``,
+  so Keras' progress bars stay out of the log.
+- ``train(data, hp, job)``: build, compile and fit a Keras model and return it with its
+  class names (a ``Classifier``). ``data.train`` and ``data.validation`` (``None`` when
+  there is none) hold ``features`` (float64, rows x features) and ``labels`` (the first
+  column); the classes are the labels of both. A ``keras.layers.Normalization`` layer
+  adapted on the training rows does the feature scaling inside the model, so the saved file
+  needs nothing beside it to score raw rows.
+- Checkpoints: after each epoch a callback calls ``job.checkpoint``, which every
+  ``checkpoint_every`` epochs, and at once when SageMaker stops the job (SIGTERM, after
+  which it raises ``TrainingStopped`` out of ``fit``), writes the model file (weights, the
+  Normalization layer's statistics, the optimizer with its step count and moments) and the
+  state of the Dropout layers' random generators. A restarted job loads the newest one
+  (``job.resume``) and fits the remaining epochs. Each epoch's order of the rows is shuffled
+  from ``seed`` and the epoch number alone (``tf.random.experimental.stateless_shuffle``),
+  so a resumed job ends with the very network of a job never stopped, bit for bit on the
+  same machine.
+- Several instances: each host trains the same model on all the rows and the first host
+  saves it. To share the work, wrap the model's construction in
+  ``tf.distribute.MultiWorkerMirroredStrategy`` with a ``TF_CONFIG`` made from
+  ``job.cluster`` (its hosts, rank and port) and fit on ``job.shard(data)``.
 - ``save(model, model_dir)`` / ``load(model_dir)``: the native Keras format (``model.keras``,
   a zip of the architecture, the weights and the optimizer state) plus ``class_names.json``.
   ``load`` runs once per server worker: it sizes TensorFlow's thread pools with
@@ -37,16 +57,20 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from .channels import TrainingData
 from .environment import threads_per_worker
+from .hyperparameters import hyperparameter
+from .job import Job
 
 # Before TensorFlow is imported: Keras 3 on its TensorFlow backend, and TensorFlow's C++
 # logging without its INFO lines (warnings and errors still show). The environment wins.
@@ -60,6 +84,7 @@ log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.keras"
 CLASS_NAMES_FILE = "class_names.json"
+RANDOM_STATE_FILE = "random_state.json"  # In checkpoints only: what model.keras leaves out.
 
 OPTIMIZERS = {
     "adam": keras.optimizers.Adam,
@@ -67,36 +92,39 @@ OPTIMIZERS = {
     "rmsprop": keras.optimizers.RMSprop,
 }
 
+METRICS = {
+    "train:loss": "Cross-entropy on the training rows, averaged over each epoch.",
+    "train:accuracy": "Accuracy on the training rows, averaged over each epoch.",
+    "validation:loss": "Cross-entropy on the validation rows, after each epoch.",
+    "validation:accuracy": "Accuracy on the validation rows, after each epoch.",
+}
+
 
 @dataclass(frozen=True)
 class Hyperparameters:
     """Named as Keras names them: ``fit``'s arguments, the layers', the optimizer's."""
 
-    epochs: int = 50
-    batch_size: int = 16
-    learning_rate: float = 0.01
-    hidden_units: list[int] | int = field(default_factory=lambda: [32, 32])
-    dropout: float = 0.1
-    optimizer: Literal["adam", "sgd", "rmsprop"] = "adam"
-    validation_fraction: float = 0.2
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.validation_fraction < 1.0:
-            raise ValueError(
-                "hyperparameter 'validation_fraction' must be in [0, 1),"
-                f" got {self.validation_fraction}"
-            )
-        # Checked here: Keras would take a negative learning rate and train backwards, and
-        # tf.data's "Batch size must be greater than zero" does not say whose size it is.
-        if self.batch_size < 1:
-            raise ValueError(
-                f"hyperparameter 'batch_size' must be at least 1, got {self.batch_size}"
-            )
-        if self.learning_rate <= 0:
-            raise ValueError(
-                f"hyperparameter 'learning_rate' must be positive, got {self.learning_rate}"
-            )
+    epochs: int = hyperparameter(50, "Passes over the training rows.", ge=1)
+    batch_size: int = hyperparameter(16, "Rows per gradient step.", ge=1)
+    learning_rate: float = hyperparameter(0.01, "The optimizer's step size.", gt=0)
+    hidden_units: list[int] | int = hyperparameter(
+        [32, 32], "Units of each hidden layer; one number: one hidden layer.", ge=1
+    )
+    activation: str = hyperparameter("relu", "The hidden layers' Keras activation function.")
+    dropout: float = hyperparameter(0.1, "Share of units each hidden layer drops.", ge=0, lt=1)
+    optimizer: Literal["adam", "sgd", "rmsprop"] = hyperparameter("adam", "The Keras optimizer.")
+    validation_fraction: float = hyperparameter(
+        0.2,
+        "Training rows held out for validation when there is no validation channel.",
+        ge=0,
+        lt=1,
+    )
+    seed: int = hyperparameter(
+        0, "Seeds the weights, the shuffles, the dropout and the validation split.", ge=0
+    )
+    checkpoint_every: int = hyperparameter(
+        10, "Epochs between two checkpoints (a stop checkpoints at once).", ge=1
+    )
 
     @property
     def layer_sizes(self) -> list[int]:
@@ -131,87 +159,126 @@ class _LogMetrics(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         for name, value in sorted((logs or {}).items()):
             if name.startswith("val_"):
-                self.log_metric(f"validation:{name.removeprefix('val_')}", float(value))
+                name = f"validation:{name.removeprefix('val_')}"
             else:
-                self.log_metric(f"train:{name}", float(value))
+                name = f"train:{name}"
+            if name in METRICS:
+                self.log_metric(name, float(value))
 
 
-def _split(
-    labels: np.ndarray, fraction: float, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices for training and validation, stratified by label."""
-    validation: list[int] = []
-    for label in np.unique(labels):
-        rows = rng.permutation(np.flatnonzero(labels == label))
-        validation.extend(rows[: round(len(rows) * fraction)])
-    mask = np.zeros(len(labels), dtype=bool)
-    mask[validation] = True
-    return np.flatnonzero(~mask), np.flatnonzero(mask)
+class _Checkpoint(keras.callbacks.Callback):
+    """``job.checkpoint`` after each epoch: saves every ``every`` epochs and stops on SIGTERM.
+
+    ``TrainingStopped`` (a ``BaseException``) goes up through ``fit``, which stops there.
+    """
+
+    def __init__(self, job: Job, every: int, write: Callable[[Path], None]) -> None:
+        super().__init__()
+        self.job, self.every, self.write = job, every, write
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.job.checkpoint(epoch + 1, self.write, every=self.every)  # Keras counts from 0.
 
 
-def _network(
-    normalization: keras.layers.Normalization, n_features: int, n_classes: int, hp: Hyperparameters
-) -> keras.Sequential:
-    network = keras.Sequential([keras.Input(shape=(n_features,)), normalization], name="mlp")
-    for units in hp.layer_sizes:
-        with _rejected_as("hidden_units"):
-            network.add(keras.layers.Dense(units, activation="relu"))
-        with _rejected_as("dropout"):
-            network.add(keras.layers.Dropout(hp.dropout, seed=hp.seed))
+def _network(n_features: int, n_classes: int, hp: Hyperparameters) -> keras.Sequential:
+    network = keras.Sequential([keras.Input(shape=(n_features,)), keras.layers.Normalization()])
+    for number, units in enumerate(hp.layer_sizes):
+        with _rejected_as("activation"):
+            network.add(keras.layers.Dense(units, activation=hp.activation))
+        # A seed per layer: the same one would drop the same units in every layer.
+        network.add(keras.layers.Dropout(hp.dropout, seed=hp.seed + number))
     network.add(keras.layers.Dense(n_classes, activation="softmax"))
     return network
 
 
-def train(
-    features: np.ndarray,
-    labels: np.ndarray,
-    hp: Hyperparameters,
-    log_metric: Callable[[str, float], None],
-) -> Classifier:
-    keras.utils.set_random_seed(hp.seed)
-    class_names, targets = np.unique(labels, return_inverse=True)
-    inputs = features.astype(np.float32)
-    train_rows, validation_rows = _split(
-        targets, hp.validation_fraction, np.random.default_rng(hp.seed)
-    )
-    if not len(train_rows):
-        raise ValueError(
-            f"hyperparameter 'validation_fraction' of {hp.validation_fraction}"
-            " leaves no rows to train on"
-        )
-    # The scaling is learnt from the training split only and saved as part of the model.
-    normalization = keras.layers.Normalization()
-    normalization.adapt(inputs[train_rows])
-    network = _network(normalization, inputs.shape[1], len(class_names), hp)
+def _random_states(network: keras.Model) -> list[keras.Variable]:
+    """The state of each random generator in the network (the Dropout layers' masks)."""
+    return [variable for variable in network.variables if variable.name == "seed_generator_state"]
+
+
+def _batches(
+    inputs: np.ndarray, targets: np.ndarray, hp: Hyperparameters, first: int
+) -> tf.data.Dataset:
+    """The batches of the epochs after ``first``, each epoch's rows in an order drawn from
+    ``seed`` and its number alone: a resumed job sees the batches of one never stopped."""
+
+    def epoch(number: tf.Tensor) -> tf.data.Dataset:
+        seed = tf.stack([tf.constant(hp.seed, tf.int64), number])
+        order = tf.random.experimental.stateless_shuffle(tf.range(len(targets)), seed=seed)
+        shuffled = (tf.gather(inputs, order), tf.gather(targets, order))
+        return tf.data.Dataset.from_tensor_slices(shuffled).batch(hp.batch_size)
+
+    return tf.data.Dataset.range(first, hp.epochs).flat_map(epoch)
+
+
+def new_classifier(data: TrainingData, class_names: np.ndarray, hp: Hyperparameters) -> Classifier:
+    keras.utils.set_random_seed(hp.seed)  # The initial weights.
+    network = _network(data.train.features.shape[1], len(class_names), hp)
+    # The scaling is learnt from the training rows only and saved as part of the model.
+    network.layers[0].adapt(data.train.features.astype(np.float32))
     network.compile(
         optimizer=OPTIMIZERS[hp.optimizer](learning_rate=hp.learning_rate),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    # tf.data pipelines rather than NumPy arrays: Keras would slice the arrays into tensors
-    # again every epoch, which costs more than the training itself on a data set this small.
-    training_data = (
-        tf.data.Dataset.from_tensor_slices((inputs[train_rows], targets[train_rows]))
-        .shuffle(len(train_rows), seed=hp.seed)
-        .batch(hp.batch_size)
-    )
-    validation_data = (
-        tf.data.Dataset.from_tensor_slices(
-            (inputs[validation_rows], targets[validation_rows])
-        ).batch(hp.batch_size)
-        if len(validation_rows)
-        else None
-    )
-    # Keras hands control back to Python after every batch, so SIGTERM stops it promptly.
-    network.fit(
-        training_data,
-        epochs=hp.epochs,
-        validation_data=validation_data,
-        callbacks=[_LogMetrics(log_metric)],
-        shuffle=False,  # The pipeline shuffles, every epoch.
-        verbose=0,
-    )
     return Classifier(network=network, class_names=class_names)
+
+
+def train(data: TrainingData, hp: Hyperparameters, job: Job) -> Classifier:
+    labels = data.train.labels
+    if data.validation is not None:
+        labels = np.concatenate([labels, data.validation.labels])
+    class_names = np.unique(labels)
+    resumed = job.resume(read_checkpoint)
+    done, model = resumed if resumed else (0, new_classifier(data, class_names, hp))
+    if not np.array_equal(model.class_names, class_names):
+        raise ValueError(
+            f"the checkpoint's classes {model.class_names.tolist()} are not the data's"
+            f" {class_names.tolist()}"
+        )
+    inputs = data.train.features.astype(np.float32)
+    targets = np.searchsorted(class_names, data.train.labels)
+    validation = None
+    if data.validation is not None:
+        validation = tf.data.Dataset.from_tensor_slices(
+            (
+                data.validation.features.astype(np.float32),
+                np.searchsorted(class_names, data.validation.labels),
+            )
+        ).batch(hp.batch_size)
+    if done < hp.epochs:
+        # One fit for every epoch left; Keras hands control back to Python after every
+        # batch, so a SIGTERM is seen at the end of the epoch it comes in.
+        model.network.fit(
+            _batches(inputs, targets, hp, done),
+            initial_epoch=done,
+            epochs=hp.epochs,
+            steps_per_epoch=math.ceil(len(targets) / hp.batch_size),
+            validation_data=validation,
+            callbacks=[
+                _LogMetrics(job.log_metric),
+                _Checkpoint(job, hp.checkpoint_every, lambda path: write_checkpoint(model, path)),
+            ],
+            shuffle=False,  # _batches shuffles, every epoch.
+            verbose=0,
+        )
+    return model
+
+
+def write_checkpoint(model: Classifier, directory: Path) -> None:
+    """The model file (optimizer included) and the random generators' states beside it."""
+    save(model, directory)
+    states = [state.numpy().tolist() for state in _random_states(model.network)]
+    (directory / RANDOM_STATE_FILE).write_text(json.dumps(states) + "\n")
+
+
+def read_checkpoint(directory: Path) -> Classifier:
+    network = keras.saving.load_model(directory / MODEL_FILE)  # Compiled, optimizer and all.
+    states = json.loads((directory / RANDOM_STATE_FILE).read_text())
+    for state, value in zip(_random_states(network), states, strict=True):
+        state.assign(value)
+    class_names = json.loads((directory / CLASS_NAMES_FILE).read_text())
+    return Classifier(network=network, class_names=np.asarray(class_names))
 
 
 def save(model: Classifier, model_dir: Path) -> None:

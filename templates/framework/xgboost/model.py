@@ -4,16 +4,32 @@ The training runner (``training.py``) and the model server (``inference.py``) ca
 is defined here, so changing the objective, the features or the library means editing this
 file and nothing else:
 
-- ``Hyperparameters``: the hyperparameters a training job accepts, typed, with defaults,
-  named as XGBoost names them. SageMaker's ``hyperparameters.json`` is parsed and checked
-  against it; an unknown name or a value of the wrong type fails the job with a message
-  naming it, and so does a value XGBoost itself rejects (``eta=-1``).
-- ``train(features, labels, hp, log_metric)``: boost with ``xgboost.train`` and return the
-  model. ``features`` is a float64 array (rows x features), ``labels`` the first CSV column
-  (class names). Every round prints ``train:mlogloss=...`` and ``validation:mlogloss=...``
-  through ``log_metric``, and the end ``train:accuracy`` / ``validation:accuracy``: each is
-  one ``name=value`` line that a SageMaker ``MetricDefinitions`` regex such as
-  ``validation:mlogloss=([0-9.]+)`` picks up.
+- ``Hyperparameters``: the hyperparameters a training job accepts, named as XGBoost names
+  them, each with its type, default, bounds and help (``hyperparameter(...)``). That one
+  declaration checks the job's ``hyperparameters.json`` (an unknown name, a wrong type or a
+  value out of bounds fails the job with a message naming it; so does a value XGBoost itself
+  rejects, ``grow_policy="sideways"``) and is the README's table (``make docs``).
+  ``validation_fraction`` and ``seed`` are read by the runner too: it holds that share of the
+  training rows out for validation when the job has no ``validation`` channel.
+- ``METRICS``: the metrics training reports, with their help. Every round prints
+  ``train:mlogloss`` and ``validation:mlogloss`` through ``job.log_metric``, the end
+  ``train:accuracy`` / ``validation:accuracy``: one ``name=value`` line each, which
+  ``python -m <package> metric-definitions`` turns into SageMaker ``MetricDefinitions``.
+- ``train(data, hp, job)``: boost with ``xgboost.train`` and return the model. The classes
+  are the labels of ``data.train`` and ``data.validation`` together. A callback after each
+  round (``Rounds``) logs the metrics, applies early stopping and calls ``job.checkpoint``:
+  every ``checkpoint_every`` rounds, and at once on a stop (SIGTERM), the booster goes to a
+  checkpoint. A restarted job (``job.resume``) boosts the remaining rounds on top of it
+  (``xgb_model=``) and ends with the very booster of a job never stopped, bit for bit:
+  ``seed_per_iteration`` seeds the row and column sampling (``subsample``,
+  ``colsample_bytree``) from the round number, not from a generator a restart would reset.
+  Early stopping carries over a restart: its best round and score are attributes of the
+  booster, saved with it.
+- Distributed training (``distributed.py``): with several hosts (``job.cluster``) they join
+  XGBoost's collective and each boosts on its share of the rows (``job.shard``), summing
+  each round's histograms, so every host grows the same trees. They agree on the classes,
+  on the checkpoint they resume from (the first host's) and, every round, on whether to
+  stop (one host's SIGTERM stops them all after the same round).
 - ``save(model, model_dir)`` / ``load(model_dir)``: the booster in XGBoost's own UBJSON
   format (``model.ubj``, readable by later XGBoost releases and by XGBoost in any language)
   and the class names (``classes.json``). ``load`` runs once per server worker and gives
@@ -36,14 +52,17 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import xgboost
 
+from . import distributed
+from .channels import TrainingData
 from .environment import cpu_count, gpu_count, threads_per_worker
+from .hyperparameters import hyperparameter
+from .job import Job
 
 log = logging.getLogger(__name__)
 
@@ -51,36 +70,51 @@ MODEL_FILE = "model.ubj"  # The extension selects XGBoost's UBJSON format.
 CLASSES_FILE = "classes.json"
 # XGBoost reports a parameter by its main name; these hyperparameters use its other name.
 REPORTED_AS = {"learning_rate": "eta", "min_split_loss": "gamma"}
+WATCHED = ("validation", "mlogloss")  # What early stopping watches.
+
+METRICS = {
+    "train:mlogloss": "Multiclass log loss on the training rows, every round.",
+    "validation:mlogloss": "Multiclass log loss on the validation rows, every round.",
+    "train:accuracy": "Accuracy on the training rows, after training.",
+    "validation:accuracy": "Accuracy on the validation rows, after training.",
+}
 
 
 @dataclass(frozen=True)
 class Hyperparameters:
     """Named as XGBoost names them; see its "XGBoost Parameters" page."""
 
-    num_round: int = 100
-    eta: float = 0.3
-    max_depth: int = 6
-    min_child_weight: float = 1.0
-    subsample: float = 1.0
-    colsample_bytree: float = 1.0
-    gamma: float = 0.0
-    reg_lambda: float = 1.0  # XGBoost's `lambda`, a Python keyword.
-    early_stopping_rounds: int | None = None
-    nthread: int = 0  # 0: every CPU of the container. Small data trains faster on fewer.
-    validation_fraction: float = 0.2
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.validation_fraction < 1.0:
-            raise ValueError(
-                "hyperparameter 'validation_fraction' must be in [0, 1),"
-                f" got {self.validation_fraction}"
-            )
-        if self.early_stopping_rounds is not None and self.validation_fraction == 0:
-            raise ValueError(
-                "hyperparameter 'early_stopping_rounds' needs a validation set:"
-                " set validation_fraction above 0"
-            )
+    num_round: int = hyperparameter(100, "Boosting rounds (one tree per class each).", ge=1)
+    eta: float = hyperparameter(0.3, "Learning rate: shrinks each new tree.", ge=0)
+    max_depth: int = hyperparameter(6, "Deepest a tree grows; 0: no limit.", ge=0)
+    min_child_weight: float = hyperparameter(1.0, "Least hessian weight a child node needs.", ge=0)
+    subsample: float = hyperparameter(1.0, "Share of the rows each tree sees.", gt=0, le=1)
+    colsample_bytree: float = hyperparameter(
+        1.0, "Share of the features each tree sees.", gt=0, le=1
+    )
+    gamma: float = hyperparameter(0.0, "Least loss reduction a split needs.", ge=0)
+    reg_lambda: float = hyperparameter(
+        1.0, "L2 regularisation of the leaf weights (XGBoost's lambda).", ge=0
+    )
+    grow_policy: str = hyperparameter(
+        "depthwise", "depthwise: split the nodes nearest the root; lossguide: the best split."
+    )
+    early_stopping_rounds: int | None = hyperparameter(
+        None, "Stop after this many rounds without a better validation loss; null: never.", ge=1
+    )
+    nthread: int = hyperparameter(
+        0, "CPU threads; 0: every CPU of the container (small data trains faster on few).", ge=0
+    )
+    validation_fraction: float = hyperparameter(
+        0.2,
+        "Training rows held out for validation when there is no validation channel.",
+        ge=0,
+        lt=1,
+    )
+    seed: int = hyperparameter(0, "Seeds the row and column sampling and the split.", ge=0)
+    checkpoint_every: int = hyperparameter(
+        10, "Rounds between two checkpoints (a stop checkpoints at once).", ge=1
+    )
 
 
 @dataclass(frozen=True)
@@ -91,28 +125,44 @@ class Classifier:
     classes: np.ndarray
 
 
-class LogMetrics(xgboost.callback.TrainingCallback):
-    """One ``data:metric=value`` line per evaluation set and metric, every round."""
+class Rounds(xgboost.callback.TrainingCallback):
+    """After every round: metrics, early stopping, the stop the hosts agree on, a checkpoint.
 
-    def __init__(self, log_metric: Callable[[str, float], None]) -> None:
+    Early stopping keeps its state in the booster's attributes (``best_iteration``,
+    ``best_score``), which are saved with it: a resumed job carries on counting.
+    """
+
+    def __init__(self, hp: Hyperparameters, job: Job, classes: np.ndarray) -> None:
         super().__init__()
-        self.log_metric = log_metric
+        self.hp = hp
+        self.job = job
+        self.classes = classes
 
     def after_iteration(self, model: xgboost.Booster, epoch: int, evals_log: dict) -> bool:
         for data_name, metrics in evals_log.items():
             for metric_name, history in metrics.items():
-                self.log_metric(f"{data_name}:{metric_name}", history[-1])
-        return False  # Never stops training itself.
+                self.job.log_metric(f"{data_name}:{metric_name}", history[-1])
+        done = model.num_boosted_rounds()
+        watched = evals_log.get(WATCHED[0], {}).get(WATCHED[1])
+        if watched:
+            best = model.attr("best_score")
+            if best is None or watched[-1] < float(best):
+                model.set_attr(best_score=repr(float(watched[-1])), best_iteration=str(done - 1))
+        self.job.checkpoint(
+            done,
+            lambda directory: save(Classifier(model, self.classes), directory),
+            every=self.hp.checkpoint_every,
+            stopping=distributed.agree_to_stop(self.job),
+        )
+        return early_stopped(model, self.hp)
 
 
-def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """A boolean mask of validation rows: ``fraction`` of each class, drawn with ``seed``."""
-    rng = np.random.default_rng(seed)
-    validation = np.zeros(len(labels), dtype=bool)
-    for label in np.unique(labels):
-        rows = rng.permutation(np.flatnonzero(labels == label))
-        validation[rows[: round(len(rows) * fraction)]] = True
-    return validation
+def early_stopped(booster: xgboost.Booster, hp: Hyperparameters) -> bool:
+    """``early_stopping_rounds`` rounds have gone by since the best one."""
+    best = booster.attr("best_iteration")
+    if hp.early_stopping_rounds is None or best is None:
+        return False
+    return booster.num_boosted_rounds() - 1 - int(best) >= hp.early_stopping_rounds
 
 
 def cuda_available() -> bool:
@@ -120,32 +170,42 @@ def cuda_available() -> bool:
     return bool(xgboost.build_info().get("USE_CUDA")) and gpu_count() > 0
 
 
-def rejected(exc: xgboost.core.XGBoostError) -> ValueError | None:
+def rejected(exc: xgboost.core.XGBoostError, hp: Hyperparameters) -> ValueError | None:
     """The library's complaint about one parameter, naming it as ``Hyperparameters`` does."""
     message = str(exc).strip().splitlines()[0]
     found = re.search(r"Parameter (\w+)", message)
-    if found is None:
-        return None
-    name = REPORTED_AS.get(found[1], found[1])
+    if found is not None:
+        name = REPORTED_AS.get(found[1], found[1])
+    else:  # "Invalid Input: 'sideways', valid values are: ...": the value, not the name.
+        strings = [f.name for f in fields(hp) if isinstance(getattr(hp, f.name), str)]
+        named = [name for name in strings if f"'{getattr(hp, name)}'" in message]
+        if not named:
+            return None
+        name = named[0]
     return ValueError(f"hyperparameter {name!r} rejected by XGBoost: {message}")
 
 
-def train(
-    features: np.ndarray,
-    labels: np.ndarray,
-    hp: Hyperparameters,
-    log_metric: Callable[[str, float], None],
-) -> Classifier:
-    classes, targets = np.unique(labels, return_inverse=True)
+def boost(data: TrainingData, hp: Hyperparameters, job: Job) -> Classifier:
+    """The boosting itself, inside the collective when the job is distributed."""
+    labels = [data.train.labels]
+    if data.validation is not None:
+        labels.append(data.validation.labels)
+    # Every host's: sharded channels differ.
+    classes = distributed.shared_classes(np.unique(np.concatenate(labels)))
     if len(classes) < 2:
         raise ValueError(f"the training data has a single class, {classes[0]!r}: need two")
-    in_validation = stratified_split(targets, hp.validation_fraction, hp.seed)
-    splits = {"train": ~in_validation, "validation": in_validation}
-    data = {
-        name: xgboost.DMatrix(features[rows], label=targets[rows])
-        for name, rows in splits.items()
-        if rows.any()
-    }
+    resumed = distributed.first_hosts(lambda: job.resume(load))  # The same on every host.
+    done, booster = (resumed[0], resumed[1].booster) if resumed else (0, None)
+    if booster is not None and early_stopped(booster, hp):
+        done = hp.num_round  # Early stopping had ended the job: nothing left to boost.
+    mine = job.shard(data)
+    matrices = {"train": mine.train}
+    if data.validation is not None:
+        matrices["validation"] = data.validation  # Every host has it all: the same loss.
+    evals = [
+        (xgboost.DMatrix(rows.features, label=np.searchsorted(classes, rows.labels)), name)
+        for name, rows in matrices.items()
+    ]
     params = {
         "objective": "multi:softprob",
         "num_class": len(classes),
@@ -157,35 +217,51 @@ def train(
         "colsample_bytree": hp.colsample_bytree,
         "gamma": hp.gamma,
         "reg_lambda": hp.reg_lambda,
+        "grow_policy": hp.grow_policy,
         "seed": hp.seed,
+        # Sampling seeded by the round number: a resumed job draws what the whole one did.
+        "seed_per_iteration": True,
         "tree_method": "hist",
         "device": "cuda" if cuda_available() else "cpu",
         "nthread": hp.nthread or cpu_count(),
     }
     log.info("XGBoost trains with device=%s", params["device"])
     try:
-        # A Python callback after each round: a SIGTERM stops the job between two rounds.
         booster = xgboost.train(
             params,
-            data["train"],
-            num_boost_round=hp.num_round,
-            # Evaluated after every round, in this order; early stopping watches the last.
-            evals=[(matrix, name) for name, matrix in data.items()],
-            early_stopping_rounds=hp.early_stopping_rounds,
+            evals[0][0],
+            num_boost_round=max(hp.num_round - done, 0),
+            evals=evals,  # Evaluated after every round, in this order.
             verbose_eval=False,
-            callbacks=[LogMetrics(log_metric)],
+            xgb_model=booster,
+            callbacks=[Rounds(hp, job, classes)],
         )
     except xgboost.core.XGBoostError as exc:
-        error = rejected(exc)
+        error = rejected(exc, hp)
         if error is None:
             raise
         raise error from exc
-    if hp.early_stopping_rounds is not None:
-        booster = booster[: booster.best_iteration + 1]  # Keep the rounds up to the best.
-    for name, matrix in data.items():  # On the device the booster trained on.
-        accuracy = np.mean(np.argmax(booster.predict(matrix), axis=1) == matrix.get_label())
-        log_metric(f"{name}:accuracy", float(accuracy))
     return Classifier(booster, classes)
+
+
+def train(data: TrainingData, hp: Hyperparameters, job: Job) -> Classifier:
+    if hp.early_stopping_rounds is not None and data.validation is None:
+        raise ValueError(
+            "hyperparameter 'early_stopping_rounds' needs a validation set:"
+            " add a validation channel or set validation_fraction above 0"
+        )
+    with distributed.communicator(job):
+        model = boost(data, hp, job)
+    best = model.booster.attr("best_iteration")
+    if hp.early_stopping_rounds is not None and best is not None:
+        kept = model.booster[: int(best) + 1]  # Keep the rounds up to the best.
+        kept.set_attr(best_iteration=best, best_score=model.booster.attr("best_score"))
+        model = Classifier(kept, model.classes)
+    for name, rows in (("train", data.train), ("validation", data.validation)):
+        if rows is not None:
+            accuracy = np.mean(predict(model, rows.features) == rows.labels)
+            job.log_metric(f"{name}:accuracy", float(accuracy))
+    return model
 
 
 def save(model: Classifier, model_dir: Path) -> None:

@@ -1,22 +1,32 @@
-"""The HTTP app (FastAPI): ``GET /ping`` and ``POST /invocations``.
+"""The HTTP app (FastAPI): ``GET /ping``, ``POST /invocations``, ``GET /execution-parameters``.
 
 It only moves bytes and headers: decoding, prediction and encoding live in
 ``inference.py``, shared by every server stack. Predictions run in a thread pool, so
-``/ping`` answers at once even while a large batch is being scored.
+``/ping`` answers at once even while a large batch is being scored. ``openapi.json`` at the
+project root documents the endpoints (FastAPI's generated docs are off: that file is the one
+description, and the tests hold the app to it). Each request is logged as one JSON line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+import traceback
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from . import access_log
 from .environment import Paths, ServerSettings
-from .inference import InvocationError, ModelService
+from .inference import CUSTOM_ATTRIBUTES_HEADER, InvocationError, ModelService
+
+# What asyncio.wait_for raises on timeout: the builtin from Python 3.11, its own class before.
+TIMED_OUT = (TimeoutError, asyncio.TimeoutError)
 
 
 class PayloadTooLarge(InvocationError):
@@ -39,6 +49,59 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _header(scope: Scope, name: bytes) -> str:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return ""
+
+
+class RequestLog:
+    """ASGI middleware: one ``access_log`` line per HTTP request, errors with their trace."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        seen: dict[str, Any] = {"status": 500, "bytes_in": 0, "bytes_out": 0, "error": None}
+
+        async def counting_receive() -> Message:
+            message = await receive()
+            seen["bytes_in"] += len(message.get("body", b""))
+            return message
+
+        async def counting_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                seen["status"] = message["status"]
+            elif message["type"] == "http.response.body":
+                seen["bytes_out"] += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, counting_send)
+        except Exception:
+            seen["error"] = traceback.format_exc()
+            raise
+        finally:
+            access_log.write(
+                access_log.RequestRecord(
+                    method=scope["method"],
+                    path=scope["path"],
+                    status=seen["status"],
+                    latency_ms=access_log.elapsed_ms(started),
+                    bytes_in=seen["bytes_in"],
+                    bytes_out=seen["bytes_out"],
+                    content_type=_header(scope, b"content-type"),
+                    accept=_header(scope, b"accept"),
+                    error=seen["error"] or scope.get("state", {}).get("error"),
+                )
+            )
+
+
 def create_app(
     service: ModelService | None = None, settings: ServerSettings | None = None
 ) -> FastAPI:
@@ -50,33 +113,44 @@ def create_app(
         service.start_loading()
         yield
 
-    app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.model_service = service
+    app.add_middleware(RequestLog)
 
     @app.get("/ping")
     async def ping() -> Response:
         return Response(status_code=200 if service.ready else 503)
 
+    @app.get("/execution-parameters")
+    async def execution_parameters() -> Response:
+        return JSONResponse(settings.execution_parameters())
+
     @app.post("/invocations")
     async def invocations(request: Request) -> Response:
         try:
             body = await read_body(request, settings.max_payload_bytes)
-            payload, media_type = await asyncio.wait_for(
+            answer = await asyncio.wait_for(
                 run_in_threadpool(
                     service.invoke,
                     body,
                     request.headers.get("content-type"),
                     request.headers.get("accept"),
+                    request.headers.get(CUSTOM_ATTRIBUTES_HEADER),
                 ),
                 timeout=settings.timeout,
             )
         except InvocationError as exc:
             return PlainTextResponse(exc.reason + "\n", status_code=exc.status)
-        except TimeoutError:
-            return PlainTextResponse(
-                f"prediction took longer than {settings.timeout} s\n", status_code=504
-            )
-        return Response(payload, media_type=media_type)
+        except TIMED_OUT:
+            request.state.error = f"prediction took longer than {settings.timeout} s"
+            return PlainTextResponse(request.state.error + "\n", status_code=504)
+        except Exception as exc:
+            request.state.error = traceback.format_exc()
+            return PlainTextResponse(f"prediction failed: {type(exc).__name__}\n", 500)
+        headers = {}
+        if answer.custom_attributes is not None:
+            headers[CUSTOM_ATTRIBUTES_HEADER] = answer.custom_attributes
+        return Response(answer.body, media_type=answer.media_type, headers=headers)
 
     return app
 

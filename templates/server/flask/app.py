@@ -1,26 +1,52 @@
-"""The HTTP app (Flask): ``GET /ping`` and ``POST /invocations``.
+"""The HTTP app (Flask): ``GET /ping``, ``POST /invocations``, ``GET /execution-parameters``.
 
 It only moves bytes and headers: decoding, prediction and encoding live in
 ``inference.py``, shared by every server stack. gunicorn runs it in threaded workers, so
-``/ping`` answers at once even while a large batch is being scored.
+``/ping`` answers at once even while a large batch is being scored. ``openapi.json`` at the
+project root documents the endpoints, and the tests hold the app to it. Each request is
+logged as one JSON line (gunicorn's access log is off).
 """
 
 from __future__ import annotations
 
+import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
-from flask import Flask, Response, request
+from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from . import access_log
 from .environment import Paths, ServerSettings
-from .inference import InvocationError, ModelService
+from .inference import CUSTOM_ATTRIBUTES_HEADER, InvocationError, ModelService
 
 PREDICT_THREADS = 4
 
 
 def text_response(message: str, status: int) -> Response:
     return Response(message + "\n", status=status, mimetype="text/plain")
+
+
+def start_timer() -> None:
+    g.started = time.perf_counter()
+
+
+def log_request(response: Response) -> Response:
+    access_log.write(
+        access_log.RequestRecord(
+            method=request.method,
+            path=request.path,
+            status=response.status_code,
+            latency_ms=access_log.elapsed_ms(g.get("started", time.perf_counter())),
+            bytes_in=g.get("bytes_in", request.content_length or 0),
+            bytes_out=response.content_length or 0,
+            content_type=request.headers.get("Content-Type", ""),
+            accept=request.headers.get("Accept", ""),
+            error=g.get("error"),
+        )
+    )
+    return response
 
 
 def create_app(
@@ -34,30 +60,47 @@ def create_app(
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_payload_bytes
     app.extensions["model_service"] = service
+    app.before_request(start_timer)
+    app.after_request(log_request)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
         return text_response(exc.description or exc.name, exc.code or 500)
 
+    @app.errorhandler(Exception)
+    def unexpected_error(exc: Exception) -> Response:
+        g.error = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        return text_response(f"internal error: {type(exc).__name__}", 500)
+
     @app.get("/ping")
     def ping() -> Response:
         return Response(status=200 if service.ready else 503)
 
+    @app.get("/execution-parameters")
+    def execution_parameters() -> Response:
+        return jsonify(settings.execution_parameters())
+
     @app.post("/invocations")
     def invocations() -> Response:
         body = request.get_data(cache=False)  # 413 above MAX_CONTENT_LENGTH.
+        g.bytes_in = len(body)
         future = predictions.submit(
             service.invoke,
             body,
             request.headers.get("Content-Type"),
             request.headers.get("Accept"),
+            request.headers.get(CUSTOM_ATTRIBUTES_HEADER),
         )
         try:
-            payload, media_type = future.result(timeout=settings.timeout)
+            answer = future.result(timeout=settings.timeout)
         except InvocationError as exc:
             return text_response(exc.reason, exc.status)
         except FutureTimeout:
-            return text_response(f"prediction took longer than {settings.timeout} s", 504)
-        return Response(payload, mimetype=media_type)
+            g.error = f"prediction took longer than {settings.timeout} s"
+            return text_response(g.error, 504)
+        response = Response(answer.body, mimetype=answer.media_type)
+        if answer.custom_attributes is not None:
+            response.headers[CUSTOM_ATTRIBUTES_HEADER] = answer.custom_attributes
+        return response
 
     return app

@@ -5,6 +5,10 @@ the background (``/ping`` is 503 until then), and SIGTERM stops accepting connec
 lets in-flight requests finish, and exits 0. Settings come from the environment:
 ``SAGEMAKER_BIND_TO_PORT`` (8080), ``SAGEMAKER_MODEL_SERVER_WORKERS`` (one per CPU) and
 ``SAGEMAKER_MODEL_SERVER_TIMEOUT`` (60 s).
+
+uvloop sets TCP_NODELAY on every connection it accepts (plain asyncio with several workers
+does not, which delays each response by the 40 ms of a delayed ACK), and uvicorn's
+supervisor replaces a worker process that dies. Both are tested in ``tests/test_server.py``.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from types import FrameType
 
 import uvicorn
 
-from .environment import LOG_CONFIG, ServerSettings, configure_logging
+from .environment import ServerSettings, configure_logging, log_config
 
 # SageMaker sends SIGKILL 30 s after SIGTERM: finish in-flight requests well before that.
 GRACEFUL_SHUTDOWN_SECONDS = 25
@@ -43,6 +47,7 @@ def main() -> int:
         http="httptools",
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-        log_config=LOG_CONFIG,  # applied again in each worker process
+        log_config=log_config(),  # applied again in each worker process
+        access_log=False,  # the app logs each request as one JSON line (access_log.py)
     )
     return 0

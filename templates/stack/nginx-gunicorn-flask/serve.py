@@ -60,7 +60,7 @@ http {
     server {
         listen %(port)d deferred;
 
-        location ~ ^/(ping|invocations)$ {
+        location ~ ^/(ping|invocations|execution-parameters)$ {
             proxy_pass http://gunicorn;
             proxy_http_version 1.1;
             proxy_set_header Connection "";

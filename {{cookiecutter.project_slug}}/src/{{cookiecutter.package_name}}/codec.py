@@ -1,10 +1,18 @@
 """Request decoding and response encoding, chosen by ``Content-Type`` and ``Accept``.
 
-In: ``text/csv`` (one row per line, an optional header row, quoted fields) and
-``application/json`` (``{"instances": rows}``, ``{"inputs": rows}``, a list of rows, or one
-row). Out: the same two types. A request without ``Content-Type`` is read as CSV; an
-``Accept`` that is missing or ``*/*`` gets the request's own type back, so batch transform
-output lines up with its input.
+In, one row of features per record:
+
+- ``text/csv``: one row per line, an optional header row, quoted fields;
+- ``application/json``: ``{"instances": rows}``, ``{"inputs": rows}``, a list of rows, one
+  row, or a pandas-style data frame without pandas: ``records`` (``[{"a": 1, "b": 2}, ...]``,
+  features in the order of the first record's keys, every record with the same keys) or
+  ``split`` (``{"columns": [...], "data": rows}``, an ``"index"`` is ignored);
+- ``application/jsonlines``: one row per line, a list of numbers or ``{"features": [...]}``;
+- ``application/x-npy``: a NumPy ``.npy`` array (no pickles), 2-D, or 1-D for one row.
+
+Out: the same four types. A request without ``Content-Type`` is read as CSV; an ``Accept``
+that is missing or ``*/*`` gets the request's own type back, so batch transform output lines
+up with its input. Anything that cannot be read raises ``CodecError`` (a 400) with a reason.
 """
 
 from __future__ import annotations
@@ -12,11 +20,14 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 CSV = "text/csv"
 JSON = "application/json"
+JSONLINES = "application/jsonlines"
+NPY = "application/x-npy"
 
 
 class CodecError(ValueError):
@@ -53,6 +64,23 @@ def _is_number(field: str) -> bool:
     return True
 
 
+def _matrix(rows: Any, what: str) -> np.ndarray:
+    """``rows`` as a non-empty 2-D float array; one flat row becomes a one-row matrix."""
+    try:
+        matrix = np.asarray(rows, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise CodecError(
+            f"expected {what} of numbers, all of the same length (for example [[1.0, 2.0]])"
+        ) from None
+    if matrix.ndim == 1:
+        matrix = matrix.reshape(1, -1)
+    if matrix.ndim != 2 or matrix.size == 0:
+        raise CodecError(
+            f"expected a non-empty list of rows, not an array of shape {matrix.shape}"
+        )
+    return matrix
+
+
 def decode_csv(body: bytes) -> np.ndarray:
     text = _text(body)
     if not text.strip():
@@ -72,37 +100,113 @@ def decode_csv(body: bytes) -> np.ndarray:
         )
     except ValueError as exc:
         raise CodecError(f"could not read the CSV body as numbers: {exc}") from None
+    if rows.size == 0:
+        raise CodecError("the CSV body has no values")
     return rows
+
+
+def _parse_json(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CodecError(f"{what} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise CodecError(f"{what} is nested too deeply") from None
+
+
+def _records(records: list[dict[str, Any]]) -> list[list[Any]]:
+    """Data frame ``records``: features in the order of the first record's keys."""
+    columns = list(records[0])
+    rows = []
+    for number, record in enumerate(records, 1):
+        if not isinstance(record, dict) or record.keys() != set(columns):
+            raise CodecError(f"record {number} does not have the first record's keys {columns}")
+        rows.append([record[column] for column in columns])
+    return rows
+
+
+def _split(document: dict[str, Any]) -> Any:
+    """Data frame ``split``: ``{"columns": [...], "data": rows, "index": [...]}``."""
+    columns, data = document["columns"], document["data"]
+    if not isinstance(columns, list) or not isinstance(data, list):
+        raise CodecError('"columns" and "data" must both be lists')
+    for number, row in enumerate(data, 1):
+        if not isinstance(row, list) or len(row) != len(columns):
+            raise CodecError(f'row {number} of "data" does not have {len(columns)} values')
+    return data
+
+
+def _rows(document: Any) -> Any:
+    """The rows of a JSON request body, in any of the forms the module docstring lists."""
+    if isinstance(document, dict):
+        if "columns" in document and "data" in document:
+            return _split(document)
+        for key in ("instances", "inputs"):
+            if key in document:
+                return _rows(document[key])
+        raise CodecError(
+            'expected a list of rows, or an object with "instances", "inputs" '
+            'or "columns" and "data"'
+        )
+    if isinstance(document, list) and document and isinstance(document[0], dict):
+        return _records(document)
+    return document
 
 
 def decode_json(body: bytes) -> np.ndarray:
+    return _matrix(_rows(_parse_json(_text(body), "body")), "rows")
+
+
+def _jsonlines_row(value: Any, number: int) -> Any:
+    if isinstance(value, dict):
+        if "features" not in value:
+            raise CodecError(f'line {number}: expected a list, or an object with "features"')
+        value = value["features"]
+    if not isinstance(value, list):
+        raise CodecError(f"line {number}: expected a list of numbers, got {type(value).__name__}")
+    return value
+
+
+def decode_jsonlines(body: bytes) -> np.ndarray:
+    lines = [line for line in _text(body).splitlines() if line.strip()]
+    if not lines:
+        raise CodecError("empty JSON lines body: send one row of features per line")
+    try:  # One parse for the whole batch; line by line only to name a bad line.
+        values = json.loads(f"[{','.join(lines)}]")
+    except (json.JSONDecodeError, RecursionError):
+        values = [_parse_json(line, f"line {n}") for n, line in enumerate(lines, 1)]
+    if len(values) != len(lines):  # A line holding two values: "1, 2" or "[1], [2]".
+        values = [_parse_json(line, f"line {n}") for n, line in enumerate(lines, 1)]
+    rows = [_jsonlines_row(value, number) for number, value in enumerate(values, 1)]
+    matrix = _matrix(rows, "lines")
+    if matrix.shape[0] != len(lines):
+        raise CodecError("expected one row of features per line")
+    return matrix
+
+
+def decode_npy(body: bytes) -> np.ndarray:
     try:
-        document = json.loads(_text(body))
-    except json.JSONDecodeError as exc:
-        raise CodecError(f"body is not valid JSON: {exc}") from None
-    if isinstance(document, dict):
-        for key in ("instances", "inputs"):
-            if key in document:
-                document = document[key]
-                break
-        else:
-            raise CodecError('expected a list of rows, or an object with "instances" or "inputs"')
-    try:
-        rows = np.asarray(document, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise CodecError(
-            "expected rows of numbers, all of the same length (for example [[1.0, 2.0]])"
-        ) from None
-    if rows.ndim == 1:
-        rows = rows.reshape(1, -1)
-    if rows.ndim != 2 or rows.size == 0:
-        raise CodecError(f"expected a non-empty list of rows, got an array of shape {rows.shape}")
-    return rows
+        array = np.load(io.BytesIO(body), allow_pickle=False)
+    except Exception as exc:  # The header parser raises ValueError, SyntaxError, TokenError...
+        raise CodecError(f"body is not a .npy array: {exc}") from None
+    if not isinstance(array, np.ndarray):
+        raise CodecError("body is an .npz archive, not a .npy array")
+    if array.dtype.kind not in "biuf":
+        raise CodecError(f"expected a .npy array of numbers, got dtype {array.dtype}")
+    return _matrix(array, "an array")
+
+
+def _plain(predictions: np.ndarray) -> np.ndarray:
+    """Predictions as an array of one row per input row (object arrays made concrete)."""
+    values = np.asarray(predictions)
+    if values.dtype == object:
+        values = np.asarray(values.tolist())
+    return values
 
 
 def encode_csv(predictions: np.ndarray) -> bytes:
     buffer = io.StringIO()
-    values = np.asarray(predictions)
+    values = _plain(predictions)
     for row in values.reshape(len(values), -1).tolist():
         buffer.write(",".join(map(str, row)))
         buffer.write("\n")
@@ -110,11 +214,32 @@ def encode_csv(predictions: np.ndarray) -> bytes:
 
 
 def encode_json(predictions: np.ndarray) -> bytes:
-    return json.dumps({"predictions": np.asarray(predictions).tolist()}).encode("utf-8")
+    return json.dumps({"predictions": _plain(predictions).tolist()}).encode("utf-8")
 
 
-DECODERS: dict[str, Callable[[bytes], np.ndarray]] = {CSV: decode_csv, JSON: decode_json}
-ENCODERS: dict[str, Callable[[np.ndarray], bytes]] = {CSV: encode_csv, JSON: encode_json}
+def encode_jsonlines(predictions: np.ndarray) -> bytes:
+    lines = [json.dumps(value) for value in _plain(predictions).tolist()]
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def encode_npy(predictions: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, _plain(predictions), allow_pickle=False)
+    return buffer.getvalue()
+
+
+DECODERS: dict[str, Callable[[bytes], np.ndarray]] = {
+    CSV: decode_csv,
+    JSON: decode_json,
+    JSONLINES: decode_jsonlines,
+    NPY: decode_npy,
+}
+ENCODERS: dict[str, Callable[[np.ndarray], bytes]] = {
+    CSV: encode_csv,
+    JSON: encode_json,
+    JSONLINES: encode_jsonlines,
+    NPY: encode_npy,
+}
 
 
 def decode(body: bytes, content_type: str | None) -> np.ndarray:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
-import logging.config
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +21,8 @@ DEFAULT_TIMEOUT_SECONDS = 60
 DEFAULT_MAX_PAYLOAD_MB = 6
 # Batch transform accepts MaxPayloadInMB up to 100; 0 means "chunked", which we cap there.
 MAX_PAYLOAD_MB_CEILING = 100
+# The model server's request log: bare JSON lines (access_log.py), apart from the rest.
+REQUEST_LOGGER = f"{__package__}.access_log"
 # Written by the training runner beside the model; read by the server to check requests.
 METADATA_FILE = "metadata.json"
 
@@ -155,6 +157,18 @@ def _int_from_env(env: Mapping[str, str], name: str, default: int, minimum: int)
     return value
 
 
+BATCH_STRATEGIES = ("MULTI_RECORD", "SINGLE_RECORD")
+
+
+def _batch_strategy(env: Mapping[str, str]) -> str:
+    raw = env.get("SAGEMAKER_BATCH_STRATEGY", "").strip().upper() or BATCH_STRATEGIES[0]
+    if raw not in BATCH_STRATEGIES:
+        raise ValueError(
+            f"SAGEMAKER_BATCH_STRATEGY must be MULTI_RECORD or SINGLE_RECORD: {raw!r}"
+        )
+    return raw
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     """Model server settings, from the variables SageMaker and its toolkits define."""
@@ -163,22 +177,41 @@ class ServerSettings:
     workers: int = 1
     timeout: int = DEFAULT_TIMEOUT_SECONDS
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_MB * 1024 * 1024
+    # Batch transform: what GET /execution-parameters reports (SageMaker then splits and
+    # sends the input accordingly). None: one transform per worker.
+    max_concurrent_transforms: int | None = None
+    batch_strategy: str = BATCH_STRATEGIES[0]
+    max_payload_mb: int = DEFAULT_MAX_PAYLOAD_MB
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ServerSettings:
         payload_mb = _int_from_env(
             env, "SAGEMAKER_MAX_PAYLOAD_IN_MB", DEFAULT_MAX_PAYLOAD_MB, minimum=0
         )
+        workers = _int_from_env(env, "SAGEMAKER_MODEL_SERVER_WORKERS", cpu_count(), minimum=1)
         return cls(
             port=_int_from_env(env, "SAGEMAKER_BIND_TO_PORT", DEFAULT_PORT, minimum=1),
-            workers=_int_from_env(env, "SAGEMAKER_MODEL_SERVER_WORKERS", cpu_count(), minimum=1),
+            workers=workers,
             timeout=_int_from_env(
                 env, "SAGEMAKER_MODEL_SERVER_TIMEOUT", DEFAULT_TIMEOUT_SECONDS, minimum=1
             ),
             max_payload_bytes=min(payload_mb or MAX_PAYLOAD_MB_CEILING, MAX_PAYLOAD_MB_CEILING)
             * 1024
             * 1024,
+            max_concurrent_transforms=_int_from_env(
+                env, "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", workers, minimum=1
+            ),
+            batch_strategy=_batch_strategy(env),
+            max_payload_mb=payload_mb,
         )
+
+    def execution_parameters(self) -> dict[str, Any]:
+        """The answer to ``GET /execution-parameters`` (batch transform asks it first)."""
+        return {
+            "MaxConcurrentTransforms": self.max_concurrent_transforms or self.workers,
+            "BatchStrategy": self.batch_strategy,
+            "MaxPayloadInMB": self.max_payload_mb,
+        }
 
 
 def threads_per_worker(env: Mapping[str, str] = os.environ) -> int:
@@ -187,23 +220,59 @@ def threads_per_worker(env: Mapping[str, str] = os.environ) -> int:
 
 
 # One line per record on stderr (unbuffered): CloudWatch shows what the process prints.
+# The model server's request log (``access_log.py``) is one JSON object per line, alone.
 # A dictConfig, so that server workers started afresh (not forked) can apply it too.
 LOG_CONFIG: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "line": {"format": "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"}
+        "line": {"format": "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"},
+        "bare": {"format": "%(message)s"},
     },
     "handlers": {
         "stderr": {
             "class": "logging.StreamHandler",
             "formatter": "line",
             "stream": "ext://sys.stderr",
-        }
+        },
+        "requests": {
+            "class": "logging.StreamHandler",
+            "formatter": "bare",
+            "stream": "ext://sys.stderr",
+        },
+    },
+    "loggers": {
+        REQUEST_LOGGER: {"handlers": ["requests"], "propagate": False},
     },
     "root": {"level": "INFO", "handlers": ["stderr"]},
 }
 
 
+def log_level(env: Mapping[str, str] = os.environ) -> str:
+    """The level ``SAGEMAKER_CONTAINER_LOG_LEVEL`` names (``DEBUG``, ``20``...), else INFO."""
+    level = env.get("SAGEMAKER_CONTAINER_LOG_LEVEL", "").strip().upper() or "INFO"
+    if level.isdigit():
+        level = logging.getLevelName(int(level))
+    if not isinstance(logging.getLevelName(level), int):
+        raise ValueError(f"SAGEMAKER_CONTAINER_LOG_LEVEL is not a log level: {level!r}")
+    return level
+
+
+def log_config(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """``LOG_CONFIG`` at ``log_level``: what uvicorn applies in each worker it spawns."""
+    return {**LOG_CONFIG, "root": {**LOG_CONFIG["root"], "level": log_level(env)}}
+
+
 def configure_logging() -> None:
-    logging.config.dictConfig(LOG_CONFIG)
+    """LOG_CONFIG's format on the root logger, replacing only the root's own handlers.
+
+    Not ``dictConfig``: that closes every handler the process ever made, libraries' too
+    (absl's, which TensorFlow imports, writes to the stderr it found at import).
+    """
+    line = LOG_CONFIG["formatters"]["line"]["format"]
+    logging.basicConfig(format=line, level=log_level(), stream=sys.stderr, force=True)
+    requests = logging.getLogger(REQUEST_LOGGER)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_CONFIG["formatters"]["bare"]["format"]))
+    requests.handlers = [handler]
+    requests.propagate = False

@@ -6,13 +6,20 @@ plain strings (``"0.1"``, ``"adam"``), Python's ``str()`` of the value when a pl
 the SDK job has a ``source_dir`` (``"\\"adam\\""``). Each value is read tolerantly (JSON first,
 then the Python spellings, else the raw string) and then coerced to the type declared on the
 model's ``Hyperparameters`` dataclass, with an error that names the hyperparameter.
+
+That dataclass is the one declaration of the hyperparameters: each field gets its default,
+its help and its bounds from ``hyperparameter(...)``. ``load`` checks a job's values against
+it, and ``describe`` turns it into the table of the project's README (``make docs``).
 """
 
 from __future__ import annotations
 
 import ast
+import copy
 import dataclasses
 import json
+import math
+import operator
 import types
 import typing
 from collections.abc import Mapping
@@ -26,6 +33,60 @@ IGNORED_PREFIXES = ("sagemaker_", "_tuning_objective_metric")
 
 class HyperparameterError(ValueError):
     """A hyperparameter that is unknown or cannot be read as its declared type."""
+
+
+LIMITS = (("ge", ">=", operator.ge), ("gt", ">", operator.gt))
+LIMITS += (("le", "<=", operator.le), ("lt", "<", operator.lt))
+
+
+@dataclasses.dataclass(frozen=True)
+class Bounds:
+    """Limits on a number (or on each number of a list); ``None`` is no limit."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def violated_by(self, value: Any) -> str | None:
+        """What ``value`` breaks, as "must be >= 1", or ``None``."""
+        if isinstance(value, list | tuple):
+            return next(filter(None, map(self.violated_by, value)), None)
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return None
+        if math.isnan(value):
+            return "must be a number, not NaN"
+        for name, sign, holds in LIMITS:
+            limit = getattr(self, name)
+            if limit is not None and not holds(value, limit):
+                return f"must be {sign} {limit:g}"
+        return None
+
+    def __str__(self) -> str:
+        return ", ".join(
+            f"{sign} {getattr(self, name):g}"
+            for name, sign, _ in LIMITS
+            if getattr(self, name) is not None
+        )
+
+
+def hyperparameter(
+    default: Any,
+    help: str,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+) -> Any:
+    """A ``Hyperparameters`` field: its default, one line of help, and bounds on its value.
+
+    ``epochs: int = hyperparameter(50, "Passes over the training data.", ge=1)``
+    """
+    metadata = {"help": help, "bounds": Bounds(ge=ge, gt=gt, le=le, lt=lt)}
+    if isinstance(default, list | dict | set):
+        return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def parse_value(raw: Any) -> Any:
@@ -127,8 +188,53 @@ def load(cls: type[T], raw: Mapping[str, Any]) -> T:
             )
         values[name] = _coerce(name, parse_value(raw_value), raw_value, hints[name])
     try:
-        return cls(**values)
+        instance = cls(**values)
     except HyperparameterError:
         raise
     except (TypeError, ValueError) as exc:
         raise HyperparameterError(str(exc)) from exc
+    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+        bounds = field.metadata.get("bounds")
+        value = getattr(instance, field.name)
+        problem = bounds.violated_by(value) if bounds else None
+        if problem:
+            raise HyperparameterError(
+                f"hyperparameter {field.name!r} {problem}, got {raw.get(field.name, value)!r}"
+            )
+    return instance
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is typing.Literal:
+        return "one of " + ", ".join(f"`{value}`" for value in typing.get_args(tp))
+    text = getattr(tp, "__name__", None) if not typing.get_args(tp) else None
+    return text or str(tp).replace("typing.", "").replace("NoneType", "None")
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def describe(cls: type) -> str:
+    """The hyperparameters as a Markdown table: name, type, default, bounds, help."""
+    hints = typing.get_type_hints(cls)
+    lines = [
+        "| Hyperparameter | Type | Default | Bounds | Description |",
+        "|---|---|---|---|---|",
+    ]
+    for field in dataclasses.fields(cls):
+        if field.default is not dataclasses.MISSING:
+            default = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            default = field.default_factory()
+        else:
+            default = None
+        cells = (
+            f"`{field.name}`",
+            _type_name(hints[field.name]),
+            f"`{json.dumps(default)}`",
+            str(field.metadata.get("bounds", "")),
+            field.metadata.get("help", ""),
+        )
+        lines.append("| " + " | ".join(map(_cell, cells)) + " |")
+    return "\n".join(lines) + "\n"

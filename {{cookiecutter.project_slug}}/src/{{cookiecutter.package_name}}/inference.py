@@ -4,16 +4,24 @@ The web app (``app.py``) only moves bytes and headers; everything a request mean
 so each server stack behaves the same way. The model loads in a background thread, after
 the server has bound its port: ``/ping`` answers 503 until the model is ready, and keeps
 answering 503 (with the reason in the log) if loading failed.
+
+``X-Amzn-SageMaker-Custom-Attributes`` reaches the model's code without a change to
+``model.predict``: during the call, ``custom_attributes()`` returns the request's header,
+and ``set_response_attributes(text)`` sets the header of the answer (to echo it:
+``set_response_attributes(custom_attributes())``). Without a call, the answer has none.
 """
 
 from __future__ import annotations
 
+import contextvars
 import enum
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +36,49 @@ log = logging.getLogger(__name__)
 # How long a request waits for a model that is still loading (a multi-worker server's
 # /ping may be answered by a worker whose copy is ready while this one's is not).
 LOADING_WAIT_SECONDS = 30.0
+
+
+CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
+# What SageMaker forwards: up to 1024 visible US-ASCII characters.
+_VALID_ATTRIBUTES = re.compile(r"[\x20-\x7e]{0,1024}")
+
+
+@dataclass
+class Attributes:
+    """The custom attributes of the request being answered, and those of its answer."""
+
+    request: str | None = None
+    response: str | None = None
+
+
+_attributes: contextvars.ContextVar[Attributes | None] = contextvars.ContextVar(
+    "custom_attributes", default=None
+)
+
+
+def custom_attributes() -> str | None:
+    """The request's ``X-Amzn-SageMaker-Custom-Attributes``; None without one."""
+    current = _attributes.get()
+    return current.request if current else None
+
+
+def set_response_attributes(text: str) -> None:
+    """Send ``text`` back as the answer's ``X-Amzn-SageMaker-Custom-Attributes``."""
+    current = _attributes.get()
+    if current is None:
+        raise RuntimeError("set_response_attributes() is only meaningful during a prediction")
+    if not _VALID_ATTRIBUTES.fullmatch(text):
+        raise ValueError("custom attributes are at most 1024 visible ASCII characters")
+    current.response = text
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What ``POST /invocations`` sends back."""
+
+    body: bytes
+    media_type: str
+    custom_attributes: str | None = None
 
 
 class State(enum.Enum):
@@ -125,9 +176,13 @@ class ModelService:
             raise InvocationError(400, f"cannot predict on this input: {exc}") from None
 
     def invoke(
-        self, body: bytes, content_type: str | None, accept: str | None
-    ) -> tuple[bytes, str]:
-        """The response body and its media type for one ``POST /invocations``."""
+        self,
+        body: bytes,
+        content_type: str | None,
+        accept: str | None,
+        attributes: str | None = None,
+    ) -> Answer:
+        """The answer to one ``POST /invocations``; ``attributes`` is the custom attributes."""
         try:
             request_type = codec.media_type(content_type) or codec.CSV
             response_type = codec.negotiate(
@@ -136,4 +191,10 @@ class ModelService:
             features = codec.decode(body, content_type)
         except codec.CodecError as exc:
             raise InvocationError(exc.status, str(exc)) from None
-        return codec.encode(self.predict(features), response_type), response_type
+        current = Attributes(request=attributes)
+        token = _attributes.set(current)
+        try:
+            predictions = self.predict(features)
+        finally:
+            _attributes.reset(token)
+        return Answer(codec.encode(predictions, response_type), response_type, current.response)

@@ -1,28 +1,39 @@
 """The training runner: what ``python -m <package> train`` does.
 
-Reads the hyperparameters and the ``training`` channel SageMaker lays out under
-``/opt/ml/input``, calls ``model.train`` and ``model.save``, and writes ``/opt/ml/model``.
+1. Reads ``hyperparameters.json`` into the model's typed ``Hyperparameters`` and exports the
+   ``SM_*`` variables of AWS's framework images.
+2. Reads the channels of ``inputdataconfig.json`` (``channels.py``): ``training``, then
+   ``validation`` when the job has it (else ``validation_fraction`` of the training rows),
+   and ``test`` when it has it.
+3. Calls ``model.train(data, hp, job)``; ``job`` (``job.py``) carries metrics, checkpoints
+   and the cluster. SIGTERM sets ``job.stop``: training checkpoints and stops after the
+   step it is in (a second SIGTERM stops it at once).
+4. Scores the ``test`` channel, then on the first host only writes ``model.save``'s files,
+   ``metadata.json`` to ``/opt/ml/model`` and the final metrics to ``output/data``.
+
 On any error it writes the reason to ``/opt/ml/output/failure`` (SageMaker shows its first
 1,024 characters as the job's FailureReason) and exits non-zero.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import logging
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
-from pathlib import Path
 from types import FrameType
 
 import numpy as np
 
 from . import hyperparameters, model
+from .channels import ChannelError, Dataset, TrainingData, channels, stratified_split
+from .checkpoints import Checkpoints, checkpoint_dir
+from .cluster import Cluster, ClusterError
 from .environment import (
     METADATA_FILE,
     Paths,
@@ -30,96 +41,95 @@ from .environment import (
     read_json,
     training_environment,
 )
+from .job import Job, MetricLogger, TrainingStopped
 
 log = logging.getLogger(__name__)
 
 TRAINING_CHANNEL = "training"
+VALIDATION_CHANNEL = "validation"
+TEST_CHANNEL = "test"
+METRICS_FILE = "metrics.json"
+# Metrics the runner itself reports, beside the model's own (model.METRICS).
+RUNNER_METRICS = {"test:accuracy": "Accuracy on the test channel, when the job has one."}
+# Failures whose message says it all: no traceback in the log.
+INPUT_ERRORS = (
+    ChannelError,
+    ClusterError,
+    hyperparameters.HyperparameterError,
+)
 
 
-class TrainingError(RuntimeError):
-    """A problem with the job's inputs, reported as the failure reason."""
-
-
-class TrainingStopped(BaseException):
-    """SageMaker asked the job to stop (SIGTERM)."""
-
-
-def log_metric(name: str, value: float) -> None:
-    """One ``name=value`` line per metric, for a MetricDefinitions regex."""
-    print(f"{name}={value:.6f}", flush=True)
-
-
-def _channel_files(paths: Paths, channel: str) -> list[Path]:
-    directory = paths.channel(channel)
-    if not directory.is_dir():
-        present = (
-            sorted(p.name for p in paths.input_data.iterdir()) if paths.input_data.is_dir() else []
+def read_data(paths: Paths, hp: model.Hyperparameters) -> tuple[TrainingData, Dataset | None]:
+    """The training data (with validation rows) and the test rows, if the job has them."""
+    found = channels(paths)
+    if TRAINING_CHANNEL not in found:
+        raise ChannelError(
+            f"channel {TRAINING_CHANNEL!r} is missing: the job has"
+            f" {', '.join(sorted(found)) or 'no channels'}"
         )
-        raise TrainingError(
-            f"channel {channel!r} is missing: no directory {directory}"
-            f" (channels present: {', '.join(present) or 'none'})"
-        )
-    files = sorted(p for p in directory.rglob("*") if p.is_file() and not p.name.startswith("."))
-    if not files:
-        raise TrainingError(f"channel {channel!r} is empty: no files in {directory}")
-    return files
+    training = found[TRAINING_CHANNEL]
+    train = training.read()
+    validation = found[VALIDATION_CHANNEL].read() if VALIDATION_CHANNEL in found else None
+    if validation is None and hp.validation_fraction > 0:
+        train, validation = stratified_split(train, hp.validation_fraction, hp.seed)
+    test = found[TEST_CHANNEL].read() if TEST_CHANNEL in found else None
+    for name, extra in ((VALIDATION_CHANNEL, validation), (TEST_CHANNEL, test)):
+        if extra is not None and extra.features.shape[1] != train.features.shape[1]:
+            raise ChannelError(
+                f"channel {name!r} has {extra.features.shape[1]} features,"
+                f" {TRAINING_CHANNEL!r} has {train.features.shape[1]}"
+            )
+    replicated = training.distribution == "FullyReplicated"
+    return TrainingData(train, validation, replicated), test
 
 
-def read_csv_channel(paths: Paths, channel: str) -> tuple[np.ndarray, np.ndarray]:
-    """Features and labels from every CSV file of a channel; the label is the first column."""
-    labels: list[str] = []
-    rows: list[list[float]] = []
-    width: int | None = None
-    for file in _channel_files(paths, channel):
-        with file.open(newline="", encoding="utf-8") as handle:
-            for line_number, record in enumerate(csv.reader(handle), start=1):
-                if not record or not "".join(record).strip():
-                    continue
-                where = f"{file.name} line {line_number}"
-                if len(record) < 2:
-                    raise TrainingError(f"{where}: expected a label and features, got {record!r}")
-                if width is None:
-                    width = len(record)
-                elif len(record) != width:
-                    raise TrainingError(
-                        f"{where}: expected {width} columns like the first line, got {len(record)}"
-                    )
-                try:
-                    rows.append([float(value) for value in record[1:]])
-                except ValueError as exc:
-                    raise TrainingError(f"{where}: a feature is not a number ({exc})") from None
-                labels.append(record[0].strip())
-    if not rows:
-        raise TrainingError(f"channel {channel!r} has no data rows")
-    return np.asarray(rows, dtype=np.float64), _label_array(labels)
+def all_metrics() -> dict[str, str]:
+    """Every metric a job can print: the model's, then the runner's."""
+    return {**model.METRICS, **RUNNER_METRICS}
 
 
-def _label_array(labels: list[str]) -> np.ndarray:
-    """Numeric labels as numbers (regression, integer classes); anything else as strings."""
-    try:
-        return np.asarray([float(label) for label in labels])
-    except ValueError:
-        return np.asarray(labels)
-
-
-def run(paths: Paths) -> None:
+def run(paths: Paths, stop: threading.Event | None = None) -> None:
     raw_hps = read_json(paths.hyperparameters, default={})
     if not isinstance(raw_hps, dict):
-        raise TrainingError(f"{paths.hyperparameters} must hold a JSON object")
+        raise hyperparameters.HyperparameterError(
+            f"{paths.hyperparameters} must hold a JSON object"
+        )
     hp = hyperparameters.load(model.Hyperparameters, raw_hps)
     log.info("hyperparameters: %s", hp)
     # For code that expects AWS's framework images; what the job's environment sets wins.
     for name, value in training_environment(paths, dataclasses.asdict(hp)).items():
         os.environ.setdefault(name, value)
-    features, labels = read_csv_channel(paths, TRAINING_CHANNEL)
-    log.info("training on %d rows x %d features", *features.shape)
+    cluster = Cluster.from_config(paths)
+    if cluster.distributed:
+        log.info("host %s of %s", cluster.current_host, ", ".join(cluster.hosts))
+    data, test = read_data(paths, hp)
+    validation_rows = len(data.validation) if data.validation is not None else 0
+    log.info(
+        "training on %d rows x %d features, validating on %d rows",
+        *data.train.features.shape,
+        validation_rows,
+    )
+    metrics = MetricLogger(all_metrics())
+    job = Job(
+        paths, cluster, Checkpoints(checkpoint_dir(paths)), metrics, stop or threading.Event()
+    )
+    if job.stop.is_set():
+        raise TrainingStopped("stopped by signal SIGTERM before training")
     started = time.perf_counter()
-    trained = model.train(features, labels, hp, log_metric)
+    trained = model.train(data, hp, job)
     log.info("trained in %.2f s", time.perf_counter() - started)
+    if test is not None:
+        accuracy = float(np.mean(model.predict(trained, test.features) == test.labels))
+        metrics("test:accuracy", accuracy)
+    if not cluster.is_master:
+        log.info("the model is written by the first host, %s", cluster.master)
+        return
     paths.model.mkdir(parents=True, exist_ok=True)
     model.save(trained, paths.model)
-    metadata = {"n_features": int(features.shape[1])}
+    metadata = {"n_features": int(data.train.features.shape[1])}
     (paths.model / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+    paths.output_data.mkdir(parents=True, exist_ok=True)
+    (paths.output_data / METRICS_FILE).write_text(json.dumps(metrics.last, indent=2) + "\n")
     log.info("model written to %s", paths.model)
 
 
@@ -131,18 +141,29 @@ def write_failure(paths: Paths, exc: BaseException) -> None:
     paths.failure.write_text(f"{reason}\n\n{details}", encoding="utf-8")
 
 
-def _stop(signum: int, frame: FrameType | None) -> None:
-    raise TrainingStopped(f"stopped by signal {signal.Signals(signum).name}")
+def stop_on_sigterm(stop: threading.Event) -> None:
+    """First SIGTERM: stop after the current step, with a checkpoint. Second: stop now."""
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if stop.is_set():
+            raise TrainingStopped(f"stopped by signal {name}")
+        stop.set()
+        log.warning("%s: stopping after the current step, with a checkpoint", name)
+
+    signal.signal(signal.SIGTERM, handle)
 
 
 def main() -> int:
     configure_logging()
     paths = Paths.from_env()
-    signal.signal(signal.SIGTERM, _stop)
+    stop = threading.Event()
+    stop_on_sigterm(stop)
     try:
-        run(paths)
+        run(paths, stop)
     except (Exception, TrainingStopped, KeyboardInterrupt) as exc:
-        log.error("training failed: %s", exc, exc_info=not isinstance(exc, TrainingError))
+        quiet = isinstance(exc, (*INPUT_ERRORS, TrainingStopped))
+        log.error("training failed: %s", exc, exc_info=not quiet)
         write_failure(paths, exc)
         return 1
     return 0

@@ -1,0 +1,405 @@
+"""The job's input channels: every one of ``inputdataconfig.json``, read by its ContentType.
+
+Each record is a label followed by its features, in any of these content types:
+
+- ``text/csv``: ``label,f1,f2,...`` per line, no header (a first line with no number among
+  its features is taken for a header and skipped);
+- ``application/jsonlines``: one JSON value per line, ``[label, f1, f2, ...]`` or
+  ``{"label": ..., "features": [f1, f2, ...]}``;
+- ``application/x-parquet``: the first column is the label, the others the features (read
+  with pyarrow, one row group at a time);
+- ``text/libsvm``: ``label index:value ...``, LibSVM's sparse text format (XGBoost's and
+  LightGBM's native one). Indices count from 1, or from 0 when a 0 appears; absent features
+  are 0, as LibSVM means them.
+
+File and FastFile mode read every file under ``/opt/ml/input/data/<channel>/``. Pipe mode
+reads the FIFO ``/opt/ml/input/data/<channel>_<epoch>``, a new one per pass, unwrapping
+RecordIO when the channel says ``RecordWrapperType: RecordIO``. Either way records are parsed
+a block at a time (``Channel.batches``): the raw data is never held in memory whole.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import itertools
+import json
+import struct
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from .environment import Paths, read_json
+
+CSV = "text/csv"
+JSON_LINES = "application/jsonlines"
+PARQUET = "application/x-parquet"
+LIBSVM = "text/libsvm"
+# Other spellings seen in SageMaker jobs and the SDK, and what they mean here.
+ALIASES = {
+    "csv": CSV,
+    "text/x-csv": CSV,
+    "application/csv": CSV,
+    "application/json-lines": JSON_LINES,
+    "application/jsonl": JSON_LINES,
+    "application/x-jsonlines": JSON_LINES,
+    "jsonl": JSON_LINES,
+    "jsonlines": JSON_LINES,
+    "parquet": PARQUET,
+    "application/parquet": PARQUET,
+    "application/vnd.apache.parquet": PARQUET,
+    "libsvm": LIBSVM,
+    "text/x-libsvm": LIBSVM,
+    "application/x-libsvm": LIBSVM,
+}
+CONTENT_TYPES = (CSV, JSON_LINES, PARQUET, LIBSVM)
+SUFFIXES = {".jsonl": JSON_LINES, ".parquet": PARQUET, ".libsvm": LIBSVM, ".svm": LIBSVM}
+BLOCK_ROWS = 65_536  # Records parsed into one array block.
+RECORDIO_MAGIC = 0xCED7230A
+
+
+class ChannelError(ValueError):
+    """Data that cannot be read, with the file and line (or record) it is in."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Features (float64, rows x features) and their labels (numbers, or else strings)."""
+
+    features: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def rows(self, selection: Any) -> Dataset:
+        return Dataset(self.features[selection], self.labels[selection])
+
+    @classmethod
+    def concatenate(cls, parts: Iterable[Dataset], width: int | None = None) -> Dataset:
+        parts = list(parts)
+        if not parts:
+            return cls(np.empty((0, width or 0)), np.empty(0))
+        if width is not None:
+            parts = [_widen(part, width) for part in parts]
+        return cls(
+            np.concatenate([part.features for part in parts]),
+            label_array(np.concatenate([part.labels for part in parts]).tolist()),
+        )
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """What ``model.train`` learns from: the training rows and, when there are, validation rows.
+
+    ``validation`` is the ``validation`` channel when the job has one, else a stratified
+    share of the training rows (``validation_fraction``), else ``None``. ``replicated``: every
+    host holds all the training rows (S3DistributionType FullyReplicated), so a distributed
+    job gives each host its share (``Job.shard``).
+    """
+
+    train: Dataset
+    validation: Dataset | None = None
+    replicated: bool = True
+
+
+def stratified_split(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
+    """(training, validation): ``fraction`` of each class's rows drawn with ``seed``.
+
+    Every class keeps at least one training row. Labels with nearly as many values as rows
+    (a regression target) are split at random instead of by class.
+    """
+    rng = np.random.default_rng(seed)
+    values, codes = np.unique(dataset.labels, return_inverse=True)
+    if len(values) > len(dataset) // 2:
+        codes = np.zeros(len(dataset), dtype=np.int64)
+    chosen = [np.empty(0, dtype=np.int64)]
+    for code in np.unique(codes):
+        rows = rng.permutation(np.flatnonzero(codes == code))
+        chosen.append(rows[: min(round(len(rows) * fraction), len(rows) - 1)])
+    in_validation = np.zeros(len(dataset), dtype=bool)
+    in_validation[np.concatenate(chosen)] = True
+    return dataset.rows(~in_validation), dataset.rows(in_validation)
+
+
+def label_array(labels: list[Any]) -> np.ndarray:
+    """Numeric labels as numbers (regression, integer classes); anything else as strings."""
+    try:
+        return np.asarray([float(label) for label in labels], dtype=np.float64)
+    except (TypeError, ValueError):
+        return np.asarray([str(label).strip() for label in labels])
+
+
+def media_type(content_type: str | None) -> str:
+    """``text/csv`` from ``text/csv; label_size=1`` and its other spellings."""
+    base = (content_type or CSV).split(";")[0].strip().lower()
+    return ALIASES.get(base, base)
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One channel of the job, as ``inputdataconfig.json`` describes it."""
+
+    name: str
+    directory: Path
+    content_type: str = CSV
+    input_mode: str = "File"
+    distribution: str = "FullyReplicated"
+    record_wrapper: str = "None"
+    # Pipe mode's passes over the channel: training_0, training_1...
+    _passes: Iterator[int] = field(default_factory=itertools.count, repr=False, compare=False)
+
+    @property
+    def pipe(self) -> bool:
+        return self.input_mode.lower() == "pipe"
+
+    def read(self) -> Dataset:
+        """Every record of the channel (in Pipe mode: of its next pass), in memory."""
+        width = 0
+        blocks = []
+        for block in self.batches():
+            width = max(width, block.features.shape[1])
+            blocks.append(block)
+        if not blocks:
+            raise ChannelError(f"channel {self.name!r} has no data rows")
+        if self.content_type == LIBSVM:
+            return one_based(Dataset.concatenate(blocks, width))
+        return Dataset.concatenate(blocks)
+
+    def batches(self, rows: int = BLOCK_ROWS) -> Iterator[Dataset]:
+        """The channel's records, ``rows`` at a time; Pipe mode opens the next pass's FIFO."""
+        if self.pipe:
+            fifo = self.directory.parent / f"{self.name}_{next(self._passes)}"
+            if self.content_type == PARQUET:
+                raise ChannelError(
+                    f"channel {self.name!r}: Parquet needs random access; use File or FastFile"
+                    " mode for it, or CSV, JSON lines or LibSVM in Pipe mode"
+                )
+            if not fifo.exists():
+                raise ChannelError(f"channel {self.name!r} is missing: no pipe {fifo}")
+            with fifo.open("rb") as stream:
+                lines = _recordio(stream) if self.record_wrapper == "RecordIO" else _text(stream)
+                yield from _parse(self.content_type, lines, fifo.name, rows)
+            return
+        for file in self.files():
+            content_type = SUFFIXES.get(file.suffix.lower(), self.content_type)
+            if content_type == PARQUET:
+                yield from _parquet(file, rows)
+                continue
+            with file.open("rb") as stream:
+                yield from _parse(content_type, _text(stream), file.name, rows)
+
+    def files(self) -> list[Path]:
+        if not self.directory.is_dir():
+            present = sorted(p.name for p in self.directory.parent.glob("*"))
+            raise ChannelError(
+                f"channel {self.name!r} is missing: no directory {self.directory}"
+                f" (channels present: {', '.join(present) or 'none'})"
+            )
+        files = sorted(
+            p
+            for p in self.directory.rglob("*")
+            if p.is_file()
+            and not any(part.startswith(".") for part in p.relative_to(self.directory).parts)
+        )
+        if not files:
+            raise ChannelError(f"channel {self.name!r} is empty: no files in {self.directory}")
+        return files
+
+
+def channels(paths: Paths) -> dict[str, Channel]:
+    """The job's channels: those ``inputdataconfig.json`` lists, else the data directories."""
+    config = read_json(paths.input_data_config, default=None)
+    if config is None:  # A local run without the file: every directory is a CSV channel.
+        present = sorted(p.name for p in paths.input_data.glob("*") if p.is_dir())
+        config = {name: {} for name in present}
+    if not isinstance(config, Mapping):
+        raise ChannelError(f"{paths.input_data_config} must hold a JSON object")
+    found = {}
+    for name, settings in config.items():
+        content_type = media_type(settings.get("ContentType"))
+        if content_type not in CONTENT_TYPES:
+            raise ChannelError(
+                f"channel {name!r}: ContentType {settings.get('ContentType')!r} is not one of"
+                f" {', '.join(CONTENT_TYPES)}"
+            )
+        found[name] = Channel(
+            name=name,
+            directory=paths.channel(name),
+            content_type=content_type,
+            input_mode=settings.get("TrainingInputMode", "File"),
+            distribution=settings.get("S3DistributionType", "FullyReplicated"),
+            record_wrapper=settings.get("RecordWrapperType", "None"),
+        )
+    return found
+
+
+def _text(stream: IO[bytes]) -> Iterator[str]:
+    """Lines of UTF-8 text (a byte-order mark dropped), read a buffer at a time."""
+    return iter(codecs.getreader("utf-8-sig")(stream, errors="strict"))
+
+
+def _parse(content_type: str, lines: Iterator[str], name: str, rows: int) -> Iterator[Dataset]:
+    parse_line = {CSV: None, JSON_LINES: _json_record, LIBSVM: _libsvm_record}[content_type]
+    records: Iterable[tuple[int, Any]]
+    if parse_line is None:
+        records = _csv_records(lines, name)
+    else:
+        records = (
+            (number, parse_line(line, f"{name} line {number}"))
+            for number, line in enumerate(lines, start=1)
+            if line.strip()
+        )
+    try:
+        yield from _blocks(records, name, rows, sparse=content_type == LIBSVM)
+    except UnicodeDecodeError as exc:
+        raise ChannelError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def _csv_records(lines: Iterator[str], name: str) -> Iterator[tuple[int, list[str]]]:
+    for number, record in enumerate(csv.reader(lines), start=1):
+        if not record or not "".join(record).strip():
+            continue
+        if len(record) < 2:
+            raise ChannelError(
+                f"{name} line {number}: expected a label and features, got {record!r}"
+            )
+        if number == 1 and not any(_is_number(value) for value in record[1:]):
+            continue  # A header row.
+        yield number, record
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _json_record(line: str, where: str) -> list[Any]:
+    try:
+        value = json.loads(line)
+    except ValueError as exc:
+        raise ChannelError(f"{where}: not JSON ({exc})") from None
+    if isinstance(value, dict):
+        if "label" not in value or not isinstance(value.get("features"), list):
+            raise ChannelError(f'{where}: expected an object with "label" and "features"')
+        return [value["label"], *value["features"]]
+    if not isinstance(value, list) or len(value) < 2:
+        raise ChannelError(f"{where}: expected [label, feature, ...], got {line.strip()[:80]!r}")
+    return value
+
+
+def _libsvm_record(line: str, where: str) -> tuple[str, dict[int, float]]:
+    label, *pairs = line.split("#", 1)[0].split()
+    features = {}
+    for pair in pairs:
+        index, sep, value = pair.partition(":")
+        try:
+            features[int(index)] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or int(index) < 0:
+            raise ChannelError(f"{where}: expected index:value, got {pair!r}")
+    return label, features
+
+
+def _blocks(
+    records: Iterable[tuple[int, Any]], name: str, rows: int, *, sparse: bool
+) -> Iterator[Dataset]:
+    labels: list[Any] = []
+    values: list[Any] = []
+    width: int | None = None
+    for number, record in records:
+        where = f"{name} line {number}"
+        if sparse:
+            label, features = record
+            values.append(features)
+        else:
+            label, *features = record
+            if width is None:
+                width = len(features)
+            elif len(features) != width:
+                raise ChannelError(
+                    f"{where}: expected {width + 1} columns like the first line,"
+                    f" got {len(features) + 1}"
+                )
+            try:
+                values.append([float(value) for value in features])
+            except (TypeError, ValueError) as exc:
+                raise ChannelError(f"{where}: a feature is not a number ({exc})") from None
+        labels.append(label)
+        if len(labels) == rows:
+            yield _block(labels, values, sparse)
+            labels, values = [], []
+    if labels:
+        yield _block(labels, values, sparse)
+
+
+def _block(labels: list[Any], values: list[Any], sparse: bool) -> Dataset:
+    if not sparse:
+        return Dataset(np.asarray(values, dtype=np.float64), label_array(labels))
+    # Sparse rows keep their own indices; _widen lines blocks up once the width is known.
+    width = max((max(row, default=-1) + 1 for row in values), default=0)
+    features = np.zeros((len(values), width))
+    for i, row in enumerate(values):
+        if row:
+            features[i, list(row)] = list(row.values())
+    return Dataset(features, label_array(labels))
+
+
+def _widen(part: Dataset, width: int) -> Dataset:
+    missing = width - part.features.shape[1]
+    if missing <= 0:
+        return part
+    return Dataset(np.pad(part.features, ((0, 0), (0, missing))), part.labels)
+
+
+def one_based(dataset: Dataset) -> Dataset:
+    """LibSVM columns counted from 1 when no record used index 0 (LibSVM's own convention)."""
+    if dataset.features.shape[1] and not dataset.features[:, 0].any():
+        return Dataset(dataset.features[:, 1:], dataset.labels)
+    return dataset
+
+
+def _parquet(file: Path, rows: int) -> Iterator[Dataset]:
+    import pyarrow.parquet as pq  # Imported when a channel has Parquet: it is large.
+
+    try:
+        reader = pq.ParquetFile(file)
+    except Exception as exc:  # pyarrow raises its own ArrowInvalid, OSError...
+        raise ChannelError(f"{file.name}: not a Parquet file ({exc})") from None
+    columns = reader.schema_arrow.names
+    if len(columns) < 2:
+        raise ChannelError(f"{file.name}: expected a label column and feature columns")
+    for batch in reader.iter_batches(batch_size=rows):
+        table = batch.to_pydict()
+        try:
+            features = np.column_stack(
+                [np.asarray(table[column], dtype=np.float64) for column in columns[1:]]
+            )
+        except (TypeError, ValueError) as exc:
+            raise ChannelError(f"{file.name}: a feature column is not numeric ({exc})") from None
+        yield Dataset(features, label_array(table[columns[0]]))
+
+
+def _recordio(stream: IO[bytes]) -> Iterator[str]:
+    """The records of a RecordIO stream (Pipe mode's RecordWrapperType), as lines of text."""
+    part = b""
+    while header := stream.read(8):
+        if len(header) < 8:
+            raise ChannelError("RecordIO stream ends inside a record header")
+        magic, length_and_flag = struct.unpack("<II", header)
+        if magic != RECORDIO_MAGIC:
+            raise ChannelError(f"not a RecordIO stream (magic {magic:#010x})")
+        flag, length = length_and_flag >> 29, length_and_flag & ((1 << 29) - 1)
+        payload = stream.read(length)
+        stream.read(-length % 4)  # Padding to a 4-byte boundary.
+        part += payload
+        if flag in (0, 3):  # A whole record, or the last part of a split one.
+            yield from part.decode("utf-8").splitlines()
+            part = b""

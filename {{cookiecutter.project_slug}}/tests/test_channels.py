@@ -1,0 +1,290 @@
+"""Channels: every content type and input mode SageMaker hands a training job."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import threading
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from {{ cookiecutter.package_name }} import training
+from {{ cookiecutter.package_name }}.channels import (
+    RECORDIO_MAGIC,
+    ChannelError,
+    Dataset,
+    channels,
+    stratified_split,
+)
+from {{ cookiecutter.package_name }}.environment import Paths
+
+from .support import N_FEATURES, SAMPLE_DATA, layout
+from .test_model import QUICK_HYPERPARAMETERS
+
+ROWS = [line.split(",") for line in SAMPLE_DATA.read_text().splitlines()]
+LABELS = [row[0] for row in ROWS]
+FEATURES = np.asarray([[float(value) for value in row[1:]] for row in ROWS])
+
+
+def configure(paths: Paths, **channel_settings: dict[str, str]) -> None:
+    paths.input_data_config.write_text(json.dumps(channel_settings))
+
+
+def replace_training_data(paths: Paths, name: str, content: bytes | str) -> Path:
+    directory = paths.channel("training")
+    for old in directory.iterdir():
+        old.unlink()
+    target = directory / name
+    if isinstance(content, str):
+        target.write_text(content, encoding="utf-8")
+    else:
+        target.write_bytes(content)
+    return target
+
+
+def read_training(paths: Paths) -> Dataset:
+    return channels(paths)["training"].read()
+
+
+def assert_is_the_sample(data: Dataset) -> None:
+    np.testing.assert_array_equal(data.features, FEATURES)
+    assert data.labels.tolist() == LABELS
+
+
+def jsonlines(records: list) -> str:
+    return "".join(json.dumps(record) + "\n" for record in records)
+
+
+def libsvm(first_index: int) -> str:
+    lines = []
+    for label, row in zip(LABELS, FEATURES, strict=True):
+        pairs = [f"{i + first_index}:{v:g}" for i, v in enumerate(row) if v != 0]
+        lines.append(" ".join([label, *pairs]))
+    return "\n".join(lines) + "\n"
+
+
+def test_csv_with_a_header_row_and_a_byte_order_mark(job: Paths) -> None:
+    header = "species," + ",".join(f"f{i}" for i in range(N_FEATURES))
+    replace_training_data(job, "iris.csv", "\ufeff" + header + "\n" + SAMPLE_DATA.read_text())
+    assert_is_the_sample(read_training(job))
+
+
+def test_csv_files_of_a_channel_are_read_together_hidden_ones_skipped(job: Paths) -> None:
+    extra = job.channel("training") / "more" / "part-2.csv"
+    extra.parent.mkdir()
+    extra.write_text("virginica,6.3,3.3,6.0,2.5\n")
+    (job.channel("training") / ".hidden").write_text("not data")
+    (job.channel("training") / ".cache").mkdir()
+    (job.channel("training") / ".cache" / "x.csv").write_text("not data")
+    data = read_training(job)
+    assert data.features.shape == (len(ROWS) + 1, N_FEATURES)
+    assert data.labels[-1] == "virginica"
+
+
+@pytest.mark.parametrize("form", ["arrays", "objects"])
+def test_json_lines(job: Paths, form: str) -> None:
+    if form == "arrays":
+        records = [[label, *row] for label, row in zip(LABELS, FEATURES.tolist(), strict=True)]
+    else:
+        records = [
+            {"label": label, "features": row}
+            for label, row in zip(LABELS, FEATURES.tolist(), strict=True)
+        ]
+    replace_training_data(job, "iris.jsonl", jsonlines(records))
+    configure(job, training={"ContentType": "application/jsonlines"})
+    assert_is_the_sample(read_training(job))
+
+
+def test_a_bad_json_line_is_named(job: Paths) -> None:
+    replace_training_data(job, "part", '["setosa", 1, 2]\n{"label": "x"}\n')
+    configure(job, training={"ContentType": "application/jsonlines"})
+    with pytest.raises(ChannelError, match='part line 2: expected an object with "label"'):
+        read_training(job)
+
+
+def test_parquet_read_a_row_group_at_a_time(job: Paths) -> None:
+    columns = {"species": LABELS} | {f"f{i}": FEATURES[:, i] for i in range(N_FEATURES)}
+    target = job.channel("training") / "iris.parquet"
+    pq.write_table(pa.table(columns), target, row_group_size=40)
+    (job.channel("training") / SAMPLE_DATA.name).unlink()
+    configure(job, training={"ContentType": "application/x-parquet"})
+    blocks = list(channels(job)["training"].batches(rows=40))
+    assert [len(block) for block in blocks] == [40, 40, 40, len(ROWS) - 120]
+    assert_is_the_sample(read_training(job))
+
+
+def test_a_file_that_is_not_parquet_is_named(job: Paths) -> None:
+    replace_training_data(job, "part-0", "setosa,1,2\n")
+    configure(job, training={"ContentType": "application/x-parquet"})
+    with pytest.raises(ChannelError, match="part-0: not a Parquet file"):
+        read_training(job)
+
+
+@pytest.mark.parametrize("first_index", [1, 0])
+def test_libsvm_counts_from_one_or_zero(job: Paths, first_index: int) -> None:
+    replace_training_data(job, "iris.libsvm", libsvm(first_index))
+    configure(job, training={"ContentType": "text/libsvm"})
+    assert_is_the_sample(read_training(job))
+
+
+def test_libsvm_absent_features_are_zero(job: Paths) -> None:
+    replace_training_data(job, "part", "1 1:0.5 3:2\n0 2:1.5\n")
+    configure(job, training={"ContentType": "text/libsvm"})
+    data = read_training(job)
+    np.testing.assert_array_equal(data.features, [[0.5, 0, 2], [0, 1.5, 0]])
+    assert data.labels.tolist() == [1.0, 0.0]
+
+
+def test_a_bad_libsvm_pair_is_named(job: Paths) -> None:
+    replace_training_data(job, "part", "1 1:0.5\n0 2=1.5\n")
+    configure(job, training={"ContentType": "text/libsvm"})
+    with pytest.raises(ChannelError, match=r"part line 2: expected index:value, got '2=1\.5'"):
+        read_training(job)
+
+
+def test_content_type_parameters_and_aliases(job: Paths) -> None:
+    configure(
+        job, training={"ContentType": "text/csv; label_size=1"}, other={"ContentType": "csv"}
+    )
+    found = channels(job)
+    assert found["training"].content_type == found["other"].content_type == "text/csv"
+
+
+def test_an_unknown_content_type_is_named(job: Paths) -> None:
+    configure(job, training={"ContentType": "image/png"})
+    with pytest.raises(ChannelError, match="channel 'training': ContentType 'image/png'"):
+        channels(job)
+
+
+def test_channels_are_the_directories_when_there_is_no_inputdataconfig(job: Paths) -> None:
+    job.channel("extra").mkdir()
+    assert sorted(channels(job)) == ["extra", "training"]
+
+
+def test_not_utf8_is_named(job: Paths) -> None:
+    replace_training_data(job, "part", b"setosa,1,2\n\xff\xfe,1,2\n")
+    with pytest.raises(ChannelError, match="part: not UTF-8 text"):
+        read_training(job)
+
+
+def recordio(records: list[bytes]) -> bytes:
+    out = b""
+    for record in records:
+        out += (
+            struct.pack("<II", RECORDIO_MAGIC, len(record)) + record + b"\0" * (-len(record) % 4)
+        )
+    return out
+
+
+def feed_fifo(path: Path, content: bytes) -> threading.Thread:
+    """A FIFO at ``path`` written by a thread, as SageMaker feeds Pipe mode channels."""
+    os.mkfifo(path)
+
+    def write() -> None:
+        with path.open("wb") as fifo:
+            for start in range(0, len(content), 4096):
+                fifo.write(content[start : start + 4096])
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    return writer
+
+
+@pytest.fixture
+def pipe_job(job: Paths) -> Paths:
+    (job.channel("training") / SAMPLE_DATA.name).unlink()
+    job.channel("training").rmdir()
+    return job
+
+
+def test_pipe_mode_reads_one_fifo_per_pass(pipe_job: Paths) -> None:
+    configure(pipe_job, training={"ContentType": "text/csv", "TrainingInputMode": "Pipe"})
+    writers = [
+        feed_fifo(pipe_job.input_data / f"training_{epoch}", SAMPLE_DATA.read_bytes())
+        for epoch in range(2)
+    ]
+    channel = channels(pipe_job)["training"]
+    assert channel.pipe
+    assert_is_the_sample(channel.read())
+    second = list(channel.batches(rows=64))  # The next pass: training_1, a block at a time.
+    assert [len(block) for block in second] == [64, 64, len(ROWS) - 128]
+    for writer in writers:
+        writer.join(timeout=10)
+        assert not writer.is_alive()
+
+
+def test_pipe_mode_with_recordio_records(pipe_job: Paths) -> None:
+    configure(
+        pipe_job,
+        training={
+            "ContentType": "text/csv",
+            "TrainingInputMode": "Pipe",
+            "RecordWrapperType": "RecordIO",
+        },
+    )
+    records = [line.encode() for line in SAMPLE_DATA.read_text().splitlines()]
+    feed_fifo(pipe_job.input_data / "training_0", recordio(records))
+    assert_is_the_sample(channels(pipe_job)["training"].read())
+
+
+def test_pipe_mode_refuses_parquet_by_name(pipe_job: Paths) -> None:
+    configure(
+        pipe_job, training={"ContentType": "application/x-parquet", "TrainingInputMode": "Pipe"}
+    )
+    with pytest.raises(ChannelError, match="Parquet needs random access"):
+        channels(pipe_job)["training"].read()
+
+
+@pytest.mark.parametrize("content_type", ["jsonlines", "parquet", "libsvm", "pipe"])
+def test_a_job_trains_from_each_content_type(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content_type: str
+) -> None:
+    paths = layout(tmp_path / "job", QUICK_HYPERPARAMETERS)
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(paths.base))
+    settings = {"ContentType": content_type}
+    if content_type == "jsonlines":
+        rows = [[label, *row] for label, row in zip(LABELS, FEATURES.tolist(), strict=True)]
+        replace_training_data(paths, "iris.jsonl", jsonlines(rows))
+    elif content_type == "parquet":
+        columns = {"species": LABELS} | {f"f{i}": FEATURES[:, i] for i in range(N_FEATURES)}
+        (paths.channel("training") / SAMPLE_DATA.name).unlink()
+        pq.write_table(pa.table(columns), paths.channel("training") / "iris.parquet")
+    elif content_type == "libsvm":
+        replace_training_data(paths, "iris.libsvm", libsvm(1))
+    else:
+        settings = {"ContentType": "text/csv", "TrainingInputMode": "Pipe"}
+        (paths.channel("training") / SAMPLE_DATA.name).unlink()
+        paths.channel("training").rmdir()
+        feed_fifo(paths.input_data / "training_0", SAMPLE_DATA.read_bytes())
+    configure(paths, training=settings)
+    assert training.main() == 0, paths.failure.read_text()
+    assert json.loads((paths.model / "metadata.json").read_text()) == {"n_features": N_FEATURES}
+
+
+def test_stratified_split_keeps_class_shares_and_is_seeded() -> None:
+    data = Dataset(FEATURES, np.asarray(LABELS))
+    train, validation = stratified_split(data, 0.2, seed=3)
+    assert len(train) + len(validation) == len(data)
+    assert sorted(np.unique(validation.labels, return_counts=True)[1]) == [10, 10, 10]
+    again_train, _ = stratified_split(data, 0.2, seed=3)
+    np.testing.assert_array_equal(train.features, again_train.features)
+    other_train, _ = stratified_split(data, 0.2, seed=4)
+    assert not np.array_equal(train.features, other_train.features)
+
+
+def test_stratified_split_leaves_every_class_a_training_row() -> None:
+    data = Dataset(np.arange(4.0).reshape(4, 1), np.asarray(["a", "a", "a", "b"]))
+    train, validation = stratified_split(data, 0.9, seed=0)
+    assert set(train.labels) == {"a", "b"}
+    assert len(validation) == 2
+
+
+def test_a_regression_target_is_split_at_random() -> None:
+    data = Dataset(np.arange(100.0).reshape(100, 1), np.linspace(0, 1, 100))
+    _, validation = stratified_split(data, 0.25, seed=0)
+    assert len(validation) == 25

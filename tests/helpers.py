@@ -90,6 +90,7 @@ def expected_files(context: Mapping[str, Any]) -> set[str]:
         "hyperparameters.json",
         "openapi.json",
         "pyproject.toml",
+        "scripts/benchmark.py",
         "scripts/sagemaker.py",
         *(
             f"{pkg}/{module}.py"
@@ -120,6 +121,7 @@ def expected_files(context: Mapping[str, Any]) -> set[str]:
                 "conftest",
                 "support",
                 "test_app",
+                "test_benchmark_script",
                 "test_channels",
                 "test_checkpoints",
                 "test_cli",

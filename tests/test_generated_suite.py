@@ -2,8 +2,9 @@
 
 The suite trains on the sample data, packages and unpacks model.tar.gz, starts the real
 server process and checks /ping, predictions, bad input and SIGTERM. Nothing may be skipped.
-Training does not depend on the server stack: the first stack of each framework runs the
-whole suite, the other stacks the serving side (which still trains the model it serves).
+Only the app and the server process differ between stacks: the first stack of each
+framework runs the whole suite, the other stacks the app's and the server's tests (which
+still train the model they serve).
 """
 
 from __future__ import annotations
@@ -32,16 +33,8 @@ FRAMEWORK_PYTHON = {
     "tensorflow": "3.12",
     "custom": "3.13",
 }
-# Modules that test training only: the same code whatever the stack.
-TRAINING_ONLY = (
-    "test_channels.py",
-    "test_checkpoints.py",
-    "test_cluster.py",
-    "test_hyperparameters.py",
-    "test_model.py",
-    "test_resume.py",
-    "test_training.py",
-)
+# What differs between stacks: the web app, and the server process in front of it.
+STACK_TESTS = ("tests/test_app.py", "tests/test_server.py")
 SUITES = [
     {"framework": framework, "server": server, "python_version": FRAMEWORK_PYTHON[framework]}
     for framework in choices()["framework"]
@@ -78,11 +71,11 @@ def test_generated_project_suite_passes(cookies, extra: dict[str, str]) -> None:
     assert result.exit_code == 0, result.exception
     project = Path(result.project_path)
     whole = extra["server"] == choices()["server"][0]
-    ignored = [] if whole else [f"--ignore=tests/{module}" for module in TRAINING_ONLY]
+    selected = [] if whole else list(STACK_TESTS)
     with project_venv(project, python) as venv:
         tested = run(
             [str(venv / "bin/python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfEs"]
-            + ignored,
+            + selected,
             cwd=project,
             timeout=900,
         )

@@ -49,7 +49,7 @@ def run_hosts(
     names = [f"algo-{i}" for i in range(1, hosts + 1)]
     if addresses is None:
         addresses = dict.fromkeys(names, "127.0.0.1")
-    port = free_port()
+    port = free_port_range(hosts + 2)  # A rendezvous port, and what frameworks add to it.
     started = []
     for name in names:
         paths = layout(base / name, hyperparameters)
@@ -85,6 +85,24 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def free_port_range(count: int) -> int:
+    """The first of ``count`` consecutive ports that are all free now."""
+    while True:
+        first = free_port()
+        sockets = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+        return first
 
 
 def http(

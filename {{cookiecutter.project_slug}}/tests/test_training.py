@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from {{ cookiecutter.package_name }} import model, training
+from {{ cookiecutter.package_name }}.__main__ import main
 from {{ cookiecutter.package_name }}.channels import channels
 from {{ cookiecutter.package_name }}.environment import Paths
 from {{ cookiecutter.package_name }}.job import metric_definitions
@@ -61,14 +62,9 @@ def test_metrics_are_printed_one_line_each_that_the_definitions_read(job: Paths)
     assert final["test:accuracy"] == float(printed["test:accuracy"])
 
 
-def test_metric_definitions_command_prints_them(job: Paths) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "{{ cookiecutter.package_name }}", "metric-definitions"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert json.loads(result.stdout) == metric_definitions(training.all_metrics())
+def test_metric_definitions_command_prints_them(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["metric-definitions"]) == 0
+    assert json.loads(capsys.readouterr().out) == metric_definitions(training.all_metrics())
 
 
 def test_an_undeclared_metric_is_refused(job: Paths) -> None:
@@ -84,7 +80,7 @@ def first_field_of_type(kind: type) -> str:
 def test_a_mistyped_hyperparameter_fails_the_job_naming_it(job: Paths) -> None:
     name = first_field_of_type(int)
     job.hyperparameters.write_text(json.dumps({name: "many"}))
-    assert run_job(job).returncode != 0
+    assert training.main() == 1
     assert job.failure.read_text().splitlines()[0] == (
         f"HyperparameterError: hyperparameter {name!r}: expected an integer, got 'many'"
     )
@@ -92,7 +88,7 @@ def test_a_mistyped_hyperparameter_fails_the_job_naming_it(job: Paths) -> None:
 
 def test_an_unknown_hyperparameter_fails_the_job_listing_the_known_ones(job: Paths) -> None:
     job.hyperparameters.write_text(json.dumps({"no_such_thing": "0.1"}))
-    assert run_job(job).returncode != 0
+    assert training.main() == 1
     reason = job.failure.read_text().splitlines()[0]
     known = ", ".join(sorted(f.name for f in fields(model.Hyperparameters)))
     assert reason == f"HyperparameterError: unknown hyperparameter 'no_such_thing'; known: {known}"
@@ -101,7 +97,7 @@ def test_an_unknown_hyperparameter_fails_the_job_listing_the_known_ones(job: Pat
 def test_a_value_the_library_rejects_fails_the_job_naming_it(job: Paths) -> None:
     hyperparameters, named = LIBRARY_REJECTED
     job.hyperparameters.write_text(json.dumps(hyperparameters))
-    assert run_job(job).returncode != 0
+    assert training.main() == 1
     reason = job.failure.read_text().splitlines()[0]
     assert named in reason
     assert len(reason) < 1024  # SageMaker shows the first 1,024 characters

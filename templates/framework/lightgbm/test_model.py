@@ -25,7 +25,7 @@ from {{ cookiecutter.package_name }}.cluster import Cluster
 from {{ cookiecutter.package_name }}.environment import Paths, cpu_count
 from {{ cookiecutter.package_name }}.job import Job, MetricLogger, TrainingStopped
 
-from .support import N_FEATURES, SAMPLE_DATA, free_port, layout, run_hosts
+from .support import N_FEATURES, SAMPLE_DATA, free_port_range, layout, run_hosts
 
 # Quick to train: the model the suite trains once and serves.
 QUICK_HYPERPARAMETERS = {"num_iterations": "20"}
@@ -225,7 +225,7 @@ def test_two_hosts_train_one_model_together(tmp_path: Path) -> None:
     # One thread each: the two "hosts" share this machine's CPUs. verbosity 1: LightGBM
     # says how many machines its network has.
     hps = {"num_iterations": "20", "num_threads": "1", "verbosity": "1"}
-    hosts = run_hosts(tmp_path, hps, timeout=60, addresses=ONE_MACHINE)
+    hosts = run_hosts(tmp_path, hps, timeout=240, addresses=ONE_MACHINE)
     for rank, (_, finished) in enumerate(hosts):
         assert finished.returncode == 0, finished.stderr
         assert f"LightGBM network: rank {rank} of 2 machines" in finished.stderr
@@ -241,7 +241,7 @@ def test_two_hosts_train_one_model_together(tmp_path: Path) -> None:
 
 def test_a_stop_on_one_host_stops_every_host_after_the_same_iteration(tmp_path: Path) -> None:
     names = list(ONE_MACHINE)
-    port = str(free_port())
+    port = str(free_port_range(4))
     hps = {"num_iterations": "100000", "num_threads": "1", "checkpoint_every": "100000"}
     hosts = []
     for name in names:

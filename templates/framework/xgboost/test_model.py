@@ -25,7 +25,7 @@ from {{ cookiecutter.package_name }}.cluster import Cluster
 from {{ cookiecutter.package_name }}.environment import Paths, cpu_count
 from {{ cookiecutter.package_name }}.job import Job, MetricLogger, TrainingStopped
 
-from .support import N_FEATURES, SAMPLE_DATA, free_port, layout, run_hosts
+from .support import N_FEATURES, SAMPLE_DATA, free_port_range, layout, run_hosts
 
 # Quick to train: the model the suite trains once and serves.
 QUICK_HYPERPARAMETERS = {"num_round": "20"}
@@ -204,7 +204,7 @@ def test_a_stop_ends_training_after_the_current_round_with_a_checkpoint(tmp_path
 
 def test_two_hosts_train_one_model_together(tmp_path: Path) -> None:
     # One thread each: the two "hosts" share this machine's CPUs.
-    hosts = run_hosts(tmp_path, {"num_round": "20", "nthread": "1"}, timeout=60)
+    hosts = run_hosts(tmp_path, {"num_round": "20", "nthread": "1"}, timeout=240)
     for rank, (_, finished) in enumerate(hosts):
         assert finished.returncode == 0, finished.stderr
         # Each host is one worker of XGBoost's collective, which sums the histograms.
@@ -221,7 +221,7 @@ def test_two_hosts_train_one_model_together(tmp_path: Path) -> None:
 def test_a_stop_on_one_host_stops_every_host_after_the_same_round(tmp_path: Path) -> None:
     names = ["algo-1", "algo-2"]
     addresses = json.dumps(dict.fromkeys(names, "127.0.0.1"))
-    port = str(free_port())
+    port = str(free_port_range(4))
     hps = {"num_round": "100000", "nthread": "1", "checkpoint_every": "100000"}
     hosts = []
     for name in names:

@@ -1,0 +1,832 @@
+#!/usr/bin/env python3
+"""Load-test the model server over loopback: requests/s, p50 and p99 latency, cold start, RSS.
+
+Run from the project root, in the project's virtualenv, after ``make train-local``::
+
+    scripts/benchmark.py --model-dir .local/opt_ml/model          # starts the server itself
+    scripts/benchmark.py --url http://127.0.0.1:8080 --pid PID    # a server already running
+    scripts/benchmark.py --model-dir .local/opt_ml/model --json   # the figures as JSON
+
+The load comes from ``wrk`` (``apt-get install wrk``), with a small Lua script for the POST
+bodies, one run per case after a short warm-up: ``GET /ping`` and ``POST /invocations`` with
+a 1-row, a 100-row and a 10,000-row CSV, the rows taken from ``data/iris.csv`` (its first
+column, the label, left out). With ``--model-dir`` the script also starts
+``python -m {{ cookiecutter.package_name }} serve`` on a free port and measures its cold
+start: spawn -> port bound (polling connect) -> first 200 on ``/ping`` -> first prediction;
+then the RSS of every process of the server (from ``/proc``) after the load, and the rows/s
+of the model's own ``predict`` called in this process on the already-parsed 10,000 rows,
+beside the server's rows/s for the same rows.
+
+``--load-generator python`` swaps wrk for a small built-in client (threads, keep-alive): it
+needs nothing installed and checks that everything runs, but its figures measure Python's
+HTTP client as much as the server. Do not quote them.
+
+The functions are importable (the template's ``bench/compare.py`` drives other servers with
+them); nothing here imports the project or any ML library until the in-process predict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import itertools
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+PACKAGE = "{{ cookiecutter.package_name }}"
+PROJECT = Path(__file__).resolve().parents[1]
+SAMPLE_DATA = PROJECT / "data" / "iris.csv"
+PAYLOAD_ROWS = (1, 100, 10_000)
+CASES = ("ping", *(str(rows) for rows in PAYLOAD_ROWS))
+CSV = "text/csv"
+STARTUP_TIMEOUT_SECONDS = 120.0
+# Per request: long enough for a 10,000-row body behind a queue of others on a slow peer.
+REQUEST_TIMEOUT_SECONDS = 30
+PYTHON_LOAD_LABEL = "python (built-in client: checks that it runs, NOT for figures)"
+
+# wrk calls init() with the arguments after "--" (a body file, its content type) before it
+# formats the request, and done() once at the end: one JSON line with what we report.
+WRK_LUA = """\
+function init(args)
+  if args[1] then
+    local f = assert(io.open(args[1], "rb"))
+    wrk.body = f:read("*a")
+    f:close()
+    wrk.method = "POST"
+    wrk.headers["Content-Type"] = args[2] or "text/csv"
+  end
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "BENCH_JSON {\\"requests\\": %.0f, \\"duration_us\\": %.0f, \\"bytes\\": %.0f, " ..
+    "\\"p50_us\\": %.0f, \\"p90_us\\": %.0f, \\"p99_us\\": %.0f, \\"max_us\\": %.0f, " ..
+    "\\"errors\\": %.0f, \\"status_errors\\": %.0f}\\n",
+    summary.requests, summary.duration, summary.bytes,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max,
+    e.connect + e.read + e.write + e.timeout, e.status))
+end
+"""
+WRK_MARKER = "BENCH_JSON "
+
+
+@dataclass
+class Case:
+    """One load: a name, the request, and the rows each request carries (0 for /ping)."""
+
+    name: str
+    method: str
+    path: str
+    rows: int = 0
+    body: bytes = b""
+    content_type: str = CSV
+
+    @property
+    def label(self) -> str:
+        return f"GET {self.path}" if self.method == "GET" else f"POST {self.rows}-row CSV"
+
+
+@dataclass
+class Result:
+    """What one load run measured."""
+
+    case: str
+    label: str
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    errors: int = 0  # connect/read/write errors and timeouts
+    status_errors: int = 0  # answers that were not 2xx/3xx
+    rows: int = 0
+    load_generator: str = "wrk"
+
+    @property
+    def requests_per_second(self) -> float:
+        return self.requests / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.requests_per_second * self.rows
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **asdict(self),
+            "requests_per_second": round(self.requests_per_second, 1),
+            "rows_per_second": round(self.rows_per_second, 1),
+        }
+
+
+@dataclass
+class ColdStart:
+    """Seconds from spawning the server to each milestone (None: not reached)."""
+
+    port_bound: float | None = None
+    first_ping_200: float | None = None
+    first_prediction: float | None = None
+
+
+@dataclass
+class Process:
+    pid: int
+    ppid: int
+    name: str
+    rss_kib: int
+    cmdline: str = ""
+
+
+@dataclass
+class Memory:
+    """The server's processes after the load: all of them, and those that serve requests."""
+
+    processes: list[Process] = field(default_factory=list)
+    roots: tuple[int, ...] = ()
+
+    @property
+    def total_mib(self) -> float:
+        return sum(p.rss_kib for p in self.processes) / 1024
+
+    @property
+    def workers(self) -> list[Process]:
+        return worker_processes(self.processes, self.roots)
+
+    @property
+    def per_worker_mib(self) -> float | None:
+        workers = self.workers
+        return sum(p.rss_kib for p in workers) / len(workers) / 1024 if workers else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "processes": [asdict(p) for p in self.processes],
+            "workers": len(self.workers),
+            "rss_per_worker_mib": _round(self.per_worker_mib),
+            "rss_total_mib": round(self.total_mib, 1),
+        }
+
+
+# Payloads ---------------------------------------------------------------------------------
+
+
+def feature_rows(path: Path = SAMPLE_DATA) -> list[str]:
+    """The sample data's rows as CSV text, without their first column (the label)."""
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line:
+            rows.append(line.split(",", 1)[1])
+    if not rows:
+        raise ValueError(f"{path} has no rows")
+    return rows
+
+
+def csv_payload(rows: Sequence[str], count: int, header: str | None = None) -> bytes:
+    """``count`` rows, the sample's rows over and over, one per line (and ``header`` first)."""
+    lines = list(itertools.islice(itertools.cycle(rows), count))
+    if header is not None:
+        lines.insert(0, header)
+    return ("\n".join(lines) + "\n").encode()
+
+
+def parse_rows(rows: Sequence[str], count: int) -> list[list[float]]:
+    """The same rows as ``csv_payload``, as numbers."""
+    return [
+        [float(value) for value in row.split(",")]
+        for row in itertools.islice(itertools.cycle(rows), count)
+    ]
+
+
+def build_cases(
+    names: Iterable[str], rows: Sequence[str], header: str | None = None
+) -> list[Case]:
+    """The cases named (``ping``, ``1``, ``100``, ``10000``), in that order."""
+    cases = []
+    for name in names:
+        if name == "ping":
+            cases.append(Case("ping", "GET", "/ping"))
+        elif name.isdigit() and int(name) > 0:
+            count = int(name)
+            body = csv_payload(rows, count, header)
+            cases.append(Case(name, "POST", "/invocations", rows=count, body=body))
+        else:
+            raise ValueError(f"unknown case {name!r}: ping or a row count")
+    return cases
+
+
+# wrk --------------------------------------------------------------------------------------
+
+
+def wrk_command(
+    wrk: str,
+    url: str,
+    lua: Path,
+    duration: float,
+    connections: int,
+    threads: int,
+    body_file: Path | None = None,
+    content_type: str = CSV,
+) -> list[str]:
+    command = [
+        wrk,
+        f"--threads={threads}",
+        f"--connections={max(connections, threads)}",
+        f"--duration={max(1, round(duration))}s",
+        f"--timeout={REQUEST_TIMEOUT_SECONDS}s",
+        f"--script={lua}",
+        url,
+    ]
+    if body_file is not None:
+        command += ["--", str(body_file), content_type]
+    return command
+
+
+def parse_wrk_output(text: str) -> dict[str, float]:
+    """The figures our Lua ``done()`` printed (a line starting ``BENCH_JSON``)."""
+    for line in text.splitlines():
+        if line.startswith(WRK_MARKER):
+            return json.loads(line[len(WRK_MARKER) :])
+    raise ValueError(f"no {WRK_MARKER.strip()} line in wrk's output:\n{text}")
+
+
+def wrk_result(case: Case, figures: Mapping[str, float]) -> Result:
+    return Result(
+        case=case.name,
+        label=case.label,
+        requests=int(figures["requests"]),
+        seconds=figures["duration_us"] / 1e6,
+        p50_ms=figures["p50_us"] / 1000,
+        p99_ms=figures["p99_us"] / 1000,
+        errors=int(figures["errors"]),
+        status_errors=int(figures["status_errors"]),
+        rows=case.rows,
+    )
+
+
+def run_wrk(
+    base_url: str,
+    case: Case,
+    duration: float,
+    connections: int,
+    threads: int,
+    workdir: Path,
+    wrk: str | None = None,
+) -> Result:
+    wrk = wrk or shutil.which("wrk")
+    if wrk is None:
+        raise SystemExit("wrk is not installed: apt-get install wrk (or --load-generator python)")
+    lua = workdir / "bench.lua"
+    if not lua.exists():
+        lua.write_text(WRK_LUA)
+    body_file = None
+    if case.method == "POST":
+        body_file = workdir / f"body-{case.name}.csv"
+        body_file.write_bytes(case.body)
+    url = base_url + case.path
+    command = wrk_command(
+        wrk, url, lua, duration, connections, threads, body_file, case.content_type
+    )
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=duration + 120, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr}{done.stdout}")
+    return wrk_result(case, parse_wrk_output(done.stdout))
+
+
+# The built-in load generator (not for figures) --------------------------------------------
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile of ``values`` (0 for none)."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), -(-len(ordered) * pct // 100)))
+    return ordered[int(rank) - 1]
+
+
+def run_python_load(base_url: str, case: Case, duration: float, connections: int) -> Result:
+    """``connections`` threads, each with one keep-alive connection, for ``duration`` s."""
+    parts = urllib.parse.urlsplit(base_url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    headers = {"Content-Type": case.content_type} if case.method == "POST" else {}
+    latencies: list[float] = []
+    failures = [0, 0]  # [errors, status errors]
+    lock = threading.Lock()
+    deadline = time.monotonic() + duration
+
+    def client() -> None:
+        mine: list[float] = []
+        errors = status_errors = 0
+        connection = http.client.HTTPConnection(host, port, timeout=REQUEST_TIMEOUT_SECONDS)
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            try:
+                connection.request(case.method, case.path, body=case.body or None, headers=headers)
+                response = connection.getresponse()
+                response.read()
+            except (OSError, http.client.HTTPException):
+                errors += 1
+                connection.close()
+                continue
+            mine.append(time.perf_counter() - started)
+            if response.status >= 400:
+                status_errors += 1
+        connection.close()
+        with lock:
+            latencies.extend(mine)
+            failures[0] += errors
+            failures[1] += status_errors
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(max(1, connections))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return Result(
+        case=case.name,
+        label=case.label,
+        requests=len(latencies),
+        seconds=time.monotonic() - started,
+        p50_ms=percentile(latencies, 50) * 1000,
+        p99_ms=percentile(latencies, 99) * 1000,
+        errors=failures[0],
+        status_errors=failures[1],
+        rows=case.rows,
+        load_generator="python",
+    )
+
+
+def run_cases(
+    base_url: str,
+    cases: Sequence[Case],
+    duration: float,
+    connections: int,
+    threads: int,
+    warmup: float = 1.0,
+    load_generator: str = "wrk",
+    progress: Callable[[str], None] | None = None,
+) -> list[Result]:
+    """Each case: a warm-up (not counted), then the measured run."""
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        for case in cases:
+            for seconds, measured in ((warmup, False), (duration, True)):
+                if seconds <= 0:
+                    continue
+                if load_generator == "wrk":
+                    result = run_wrk(base_url, case, seconds, connections, threads, Path(tmp))
+                else:
+                    result = run_python_load(base_url, case, seconds, connections)
+                if measured:
+                    results.append(result)
+                    if progress:
+                        progress(f"{case.label}: {result.requests_per_second:,.0f} req/s")
+    return results
+
+
+# Starting the server and its cold start ---------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.25):
+            return True
+    except OSError:
+        return False
+
+
+def http_status(
+    base_url: str, method: str, path: str, body: bytes | None = None, content_type: str = CSV
+) -> int | None:
+    """The status of one request on a new connection (None when there is no answer)."""
+    parts = urllib.parse.urlsplit(base_url)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=2)
+    try:
+        headers = {"Content-Type": content_type} if body is not None else {}
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        connection.close()
+
+
+def measure_cold_start(
+    command: Sequence[str],
+    env: Mapping[str, str],
+    port: int,
+    probe: Case | None = None,
+    cwd: Path | None = None,
+    log: Path | None = None,
+    timeout: float = STARTUP_TIMEOUT_SECONDS,
+) -> tuple[subprocess.Popen[bytes], ColdStart]:
+    """Start ``command`` (a new session) and time it to its port, /ping 200 and a prediction.
+
+    The port is polled with connect() every millisecond, then /ping and then ``probe`` (a
+    1-row POST) every 5 ms, each on a new connection. Returns the running process.
+    """
+    base_url = f"http://127.0.0.1:{port}"
+    output = log.open("wb") if log else subprocess.DEVNULL
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        list(command),
+        env=dict(env),
+        cwd=cwd,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    if log:
+        output.close()  # the child has its own copy
+    cold = ColdStart()
+    deadline = started + timeout
+
+    def wait(condition: Callable[[], bool], pause: float) -> float:
+        while not condition():
+            if process.poll() is not None:
+                raise RuntimeError(f"the server exited with {process.returncode} while starting")
+            if time.perf_counter() > deadline:
+                stop(process)
+                raise TimeoutError(f"the server was not ready within {timeout:.0f} s")
+            time.sleep(pause)
+        return time.perf_counter() - started
+
+    cold.port_bound = wait(lambda: port_open(port), 0.001)
+    cold.first_ping_200 = wait(lambda: http_status(base_url, "GET", "/ping") == 200, 0.005)
+    if probe is not None:
+        cold.first_prediction = wait(
+            lambda: http_status(base_url, probe.method, probe.path, probe.body) == 200, 0.005
+        )
+    return process, cold
+
+
+def wait_until_warm(base_url: str, probe: Case, quick: int = 10, timeout: float = 120.0) -> None:
+    """Until ``quick`` requests in a row, each on a new connection, answer 200 within 1 s.
+
+    With several workers a new connection may reach one whose model is still loading.
+    """
+    deadline = time.monotonic() + timeout
+    streak = 0
+    while streak < quick:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the server did not answer predictions steadily")
+        begun = time.monotonic()
+        ok = http_status(base_url, probe.method, probe.path, probe.body) == 200
+        streak = streak + 1 if ok and time.monotonic() - begun < 1 else 0
+        if not ok:
+            time.sleep(0.05)
+
+
+def stop(process: subprocess.Popen[bytes], grace: float = 30.0) -> int | None:
+    """SIGTERM to the server (as SageMaker stops it), then SIGKILL to what is left of its
+    process group after it exits or after ``grace`` s."""
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=grace)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    return process.wait()
+
+
+def serve_environment(model_dir: Path, base: Path, port: int, workers: int) -> dict[str, str]:
+    """``SAGEMAKER_BASE_DIR`` laid out with ``model`` -> ``model_dir``, as the container has."""
+    base.mkdir(parents=True, exist_ok=True)
+    link = base / "model"
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(model_dir.resolve(), target_is_directory=True)
+    return {
+        **os.environ,
+        "SAGEMAKER_BASE_DIR": str(base),
+        "SAGEMAKER_BIND_TO_PORT": str(port),
+        "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
+    }
+
+
+# Memory -----------------------------------------------------------------------------------
+
+
+def parse_status(text: str) -> tuple[str, int, int]:
+    """(name, parent pid, VmRSS in KiB) from the text of ``/proc/PID/status``."""
+    fields = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    rss = fields.get("VmRSS", "0 kB").split()[0]
+    return fields.get("Name", "?"), int(fields.get("PPid", "0")), int(rss)
+
+
+def read_processes(proc: Path = Path("/proc")) -> dict[int, Process]:
+    found = {}
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            name, ppid, rss = parse_status((entry / "status").read_text())
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except (OSError, ValueError):
+            continue  # gone meanwhile, or a kernel thread
+        found[int(entry.name)] = Process(int(entry.name), ppid, name, rss, cmdline)
+    return found
+
+
+def process_tree(roots: Iterable[int], processes: Mapping[int, Process]) -> list[Process]:
+    """``roots`` and all their descendants, parents before children."""
+    children: dict[int, list[int]] = {}
+    for process in processes.values():
+        children.setdefault(process.ppid, []).append(process.pid)
+    tree, queue, seen = [], [r for r in roots if r in processes], set()
+    while queue:
+        pid = queue.pop(0)
+        if pid in seen:
+            continue
+        seen.add(pid)
+        tree.append(processes[pid])
+        queue.extend(sorted(children.get(pid, [])))
+    return tree
+
+
+# Helpers a server starts beside its workers, which hold no model.
+HELPERS = ("resource_tracker", "semaphore_tracker", "forkserver")
+
+
+def worker_processes(tree: Sequence[Process], roots: Iterable[int] = ()) -> list[Process]:
+    """The processes that serve requests: Python processes without children (the leaves).
+
+    A supervisor (uvicorn's, gunicorn's master, Java's front end) has children, and so is
+    no worker; nor are nginx and multiprocessing's helpers. A root (a process started to
+    run the server) counts only when there is no other: a server of one process.
+    """
+    parents = {p.ppid for p in tree}
+    workers = [
+        p
+        for p in tree
+        if p.pid not in parents
+        and "python" in (p.name + p.cmdline.split(" ", 1)[0]).lower()
+        and not any(helper in p.cmdline for helper in HELPERS)
+    ]
+    started = set(roots)
+    return [p for p in workers if p.pid not in started] or workers
+
+
+def memory(roots: Iterable[int]) -> Memory:
+    roots = tuple(roots)
+    return Memory(process_tree(roots, read_processes()), roots)
+
+
+# In-process predict -----------------------------------------------------------------------
+
+
+def inprocess_rows_per_second(
+    model_dir: Path, rows: Sequence[Sequence[float]], min_seconds: float = 1.0
+) -> float:
+    """Rows/s of the project's ``model.predict`` on an already-parsed array, in this process."""
+    import numpy as np
+
+    module = __import__(f"{PACKAGE}.model", fromlist=["load", "predict"])
+    model = module.load(Path(model_dir))
+    features = np.asarray(rows, dtype=np.float64)
+    module.predict(model, features)  # warm: first-call costs are not the steady state
+    calls, started = 0, time.perf_counter()
+    while calls < 3 or time.perf_counter() - started < min_seconds:
+        module.predict(model, features)
+        calls += 1
+    return calls * len(features) / (time.perf_counter() - started)
+
+
+# Report -----------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, cores and load average of this machine (from /proc, where there is one)."""
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        load = [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        load = list(os.getloadavg())
+    return {"cpu": model, "cores": os.cpu_count(), "loadavg": load}
+
+
+def _round(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:,.0f} ms"
+
+
+def format_results(results: Sequence[Result]) -> str:
+    """The load figures as a plain table."""
+    header = ("case", "req/s", "rows/s", "p50 ms", "p99 ms", "errors")
+    lines = [header]
+    for r in results:
+        lines.append(
+            (
+                r.label,
+                f"{r.requests_per_second:,.0f}",
+                f"{r.rows_per_second:,.0f}" if r.rows else "-",
+                f"{r.p50_ms:.2f}",
+                f"{r.p99_ms:.2f}",
+                str(r.errors + r.status_errors),
+            )
+        )
+    return table(lines)
+
+
+def table(lines: Sequence[Sequence[str]]) -> str:
+    """Left-aligned first column, right-aligned others, two spaces between."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    out = []
+    for line in lines:
+        cells = [line[0].ljust(widths[0])]
+        cells += [cell.rjust(width) for cell, width in zip(line[1:], widths[1:], strict=True)]
+        out.append("  ".join(cells).rstrip())
+    return "\n".join(out)
+
+
+def format_report(report: Mapping[str, Any], results: Sequence[Result]) -> str:
+    info = report["machine"]
+    load = report["options"]
+    lines = [
+        f"server: {report['url']}",
+        f"machine: {info['cpu']}, {info['cores']} cores, load average {info['loadavg'][0]:.2f}",
+        f"load: {report['load_generator']}, {load['duration']:g} s per case after "
+        f"{load['warmup']:g} s warm-up, {load['connections']} connections, "
+        f"{load['threads']} thread(s)",
+        "",
+        format_results(results),
+    ]
+    cold = report.get("cold_start")
+    if cold:
+        lines += [
+            "",
+            f"cold start: port bound {_ms(cold['port_bound'])}, first 200 on /ping "
+            f"{_ms(cold['first_ping_200'])}, first prediction {_ms(cold['first_prediction'])}",
+        ]
+    rss = report.get("memory")
+    if rss:
+        per_worker = rss["rss_per_worker_mib"]
+        shown = "-" if per_worker is None else f"{per_worker:,.1f} MiB"
+        lines.append(
+            f"RSS: {shown} per worker ({rss['workers']} workers), "
+            f"{rss['rss_total_mib']:,.1f} MiB in all {len(rss['processes'])} processes"
+        )
+    inprocess = report.get("inprocess")
+    if inprocess:
+        ratio = inprocess["server_over_inprocess"]
+        lines.append(
+            f"in-process predict on {inprocess['rows']:,} parsed rows: "
+            f"{inprocess['rows_per_second']:,.0f} rows/s; the server: "
+            f"{inprocess['server_rows_per_second']:,.0f} rows/s"
+            + (f" ({ratio:.2f}x in-process)" if ratio is not None else "")
+        )
+    return "\n".join(lines)
+
+
+# Command line -----------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--url", help="a server already running, e.g. http://127.0.0.1:8080")
+    target.add_argument(
+        "--model-dir", type=Path, help="start the project's server on this model directory"
+    )
+    parser.add_argument(
+        "--inprocess-model-dir",
+        type=Path,
+        help="with --url: the model directory for the in-process predict figure",
+    )
+    parser.add_argument("--pid", type=int, help="with --url: the server's PID, for RSS")
+    parser.add_argument("--workers", type=int, default=2, help="server workers (default 2)")
+    parser.add_argument("--duration", type=float, default=10, help="seconds per case (10)")
+    parser.add_argument("--warmup", type=float, default=2, help="warm-up seconds per case (2)")
+    parser.add_argument("--connections", type=int, default=16, help="open connections (16)")
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads (1)")
+    parser.add_argument(
+        "--cases",
+        default=",".join(CASES),
+        help=f"comma-separated: ping and row counts (default {','.join(CASES)})",
+    )
+    parser.add_argument(
+        "--load-generator",
+        choices=("wrk", "python"),
+        default="wrk",
+        help="wrk (default), or a built-in Python client that is NOT for figures",
+    )
+    parser.add_argument("--data", type=Path, default=SAMPLE_DATA, help="CSV rows (label first)")
+    parser.add_argument("--log", type=Path, help="with --model-dir: write the server's output")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    args = parser.parse_args(argv)
+    if args.workers < 1 or args.connections < 1 or args.threads < 1 or args.duration <= 0:
+        parser.error("--workers, --connections, --threads and --duration must be positive")
+    for folder in (args.model_dir, args.inprocess_model_dir):
+        if folder is not None and not folder.is_dir():
+            parser.error(f"no model directory {folder} (make train-local writes one)")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    rows = feature_rows(args.data)
+    cases = build_cases([c.strip() for c in args.cases.split(",") if c.strip()], rows)
+    probe = build_cases(["1"], rows)[0]
+    say = (lambda text: None) if args.json else (lambda text: print(text, file=sys.stderr))
+    report: dict[str, Any] = {
+        "machine": machine(),
+        "load_generator": "wrk" if args.load_generator == "wrk" else PYTHON_LOAD_LABEL,
+        "options": {
+            "workers": args.workers,
+            "duration": args.duration,
+            "warmup": args.warmup,
+            "connections": args.connections,
+            "threads": args.threads,
+        },
+    }
+    process = None
+    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
+        try:
+            if args.model_dir is not None:
+                port = free_port()
+                env = serve_environment(args.model_dir, Path(tmp) / "opt_ml", port, args.workers)
+                say(f"starting python -m {PACKAGE} serve on port {port}")
+                process, cold = measure_cold_start(
+                    [sys.executable, "-m", PACKAGE, "serve"], env, port, probe, log=args.log
+                )
+                report["cold_start"] = asdict(cold)
+                url = f"http://127.0.0.1:{port}"
+            else:
+                url = args.url.rstrip("/")
+            report["url"] = url
+            wait_until_warm(url, probe)
+            results = run_cases(
+                url,
+                cases,
+                args.duration,
+                args.connections,
+                args.threads,
+                args.warmup,
+                args.load_generator,
+                say,
+            )
+            pid = process.pid if process else args.pid
+            if pid:
+                report["memory"] = memory([pid]).as_dict()
+        finally:
+            if process is not None:
+                report["exit_code"] = stop(process)
+    report["results"] = [r.as_dict() for r in results]
+    model_dir = args.model_dir or args.inprocess_model_dir
+    largest = max((r for r in results if r.rows), key=lambda r: r.rows, default=None)
+    if model_dir is not None and largest is not None:
+        say(f"in-process predict on {largest.rows} rows")
+        inprocess = inprocess_rows_per_second(model_dir, parse_rows(rows, largest.rows))
+        report["inprocess"] = {
+            "rows": largest.rows,
+            "rows_per_second": round(inprocess, 1),
+            "server_rows_per_second": round(largest.rows_per_second, 1),
+            "server_over_inprocess": _round(largest.rows_per_second / inprocess, 3),
+        }
+    report["machine"]["loadavg_after"] = machine()["loadavg"]
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_report(report, results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

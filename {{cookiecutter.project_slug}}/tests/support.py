@@ -31,20 +31,21 @@ def layout(base: Path, hyperparameters: dict[str, str] | None = None) -> Paths:
     return paths
 
 
-def run_hosts(
+def start_hosts(
     base: Path,
     hyperparameters: dict[str, str],
     hosts: int = 2,
-    timeout: float = 300,
     addresses: dict[str, str] | None = None,
-) -> list[tuple[Paths, subprocess.CompletedProcess[str]]]:
+    stdout: int | None = subprocess.PIPE,
+) -> list[tuple[Paths, subprocess.Popen[str]]]:
     """One training job on ``hosts`` machines, each a process with its own /opt/ml.
 
     The host names map to the loopback address (``LOCAL_HOST_ADDRESSES``), as SageMaker's
     DNS maps them to instances, unless ``addresses`` says otherwise; the interface is ``lo``.
     One address for all: LightGBM finds its rank among the machines by its own addresses,
     and 127.0.0.1 is the one loopback address an interface lists. Returns each host's paths
-    and finished process, ``algo-1`` first.
+    and running process (stderr piped; stdout too unless ``stdout`` says otherwise),
+    ``algo-1`` first.
     """
     names = [f"algo-{i}" for i in range(1, hosts + 1)]
     if addresses is None:
@@ -64,9 +65,21 @@ def run_hosts(
         }
         command = [sys.executable, "-m", "{{ cookiecutter.package_name }}", "train"]
         process = subprocess.Popen(
-            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            command, env=env, stdout=stdout, stderr=subprocess.PIPE, text=True
         )
         started.append((paths, process))
+    return started
+
+
+def run_hosts(
+    base: Path,
+    hyperparameters: dict[str, str],
+    hosts: int = 2,
+    timeout: float = 300,
+    addresses: dict[str, str] | None = None,
+) -> list[tuple[Paths, subprocess.CompletedProcess[str]]]:
+    """``start_hosts``, then each host's paths and finished process, ``algo-1`` first."""
+    started = start_hosts(base, hyperparameters, hosts, addresses)
     finished = []
     for paths, process in started:
         try:

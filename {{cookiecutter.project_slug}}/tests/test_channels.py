@@ -60,6 +60,12 @@ def jsonlines(records: list) -> str:
     return "".join(json.dumps(record) + "\n" for record in records)
 
 
+def write_parquet(target: Path, row_group_size: int | None = None) -> None:
+    """The sample as Parquet: the label column, then one column per feature."""
+    columns = {"species": LABELS} | {f"f{i}": FEATURES[:, i] for i in range(N_FEATURES)}
+    pq.write_table(pa.table(columns), target, row_group_size=row_group_size)
+
+
 def libsvm(first_index: int) -> str:
     lines = []
     for label, row in zip(LABELS, FEATURES, strict=True):
@@ -108,9 +114,7 @@ def test_a_bad_json_line_is_named(job: Paths) -> None:
 
 
 def test_parquet_read_a_row_group_at_a_time(job: Paths) -> None:
-    columns = {"species": LABELS} | {f"f{i}": FEATURES[:, i] for i in range(N_FEATURES)}
-    target = job.channel("training") / "iris.parquet"
-    pq.write_table(pa.table(columns), target, row_group_size=40)
+    write_parquet(job.channel("training") / "iris.parquet", row_group_size=40)
     (job.channel("training") / SAMPLE_DATA.name).unlink()
     configure(job, training={"ContentType": "application/x-parquet"})
     blocks = list(channels(job)["training"].batches(rows=40))
@@ -251,9 +255,8 @@ def test_a_job_trains_from_each_content_type(
         rows = [[label, *row] for label, row in zip(LABELS, FEATURES.tolist(), strict=True)]
         replace_training_data(paths, "iris.jsonl", jsonlines(rows))
     elif content_type == "parquet":
-        columns = {"species": LABELS} | {f"f{i}": FEATURES[:, i] for i in range(N_FEATURES)}
         (paths.channel("training") / SAMPLE_DATA.name).unlink()
-        pq.write_table(pa.table(columns), paths.channel("training") / "iris.parquet")
+        write_parquet(paths.channel("training") / "iris.parquet")
     elif content_type == "libsvm":
         replace_training_data(paths, "iris.libsvm", libsvm(1))
     else:

@@ -6,11 +6,8 @@ The constants at the top are what the generic tests need to know about the model
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,7 +22,7 @@ from {{ cookiecutter.package_name }}.cluster import Cluster
 from {{ cookiecutter.package_name }}.environment import Paths, cpu_count
 from {{ cookiecutter.package_name }}.job import Job, MetricLogger, TrainingStopped
 
-from .support import N_FEATURES, SAMPLE_DATA, free_port_range, layout, run_hosts
+from .support import N_FEATURES, SAMPLE_DATA, layout, run_hosts, start_hosts
 
 # Quick to train: the model the suite trains once and serves.
 QUICK_HYPERPARAMETERS = {"num_iterations": "20"}
@@ -240,23 +237,8 @@ def test_two_hosts_train_one_model_together(tmp_path: Path) -> None:
 
 
 def test_a_stop_on_one_host_stops_every_host_after_the_same_iteration(tmp_path: Path) -> None:
-    names = list(ONE_MACHINE)
-    port = str(free_port_range(4))
     hps = {"num_iterations": "100000", "num_threads": "1", "checkpoint_every": "100000"}
-    hosts = []
-    for name in names:
-        paths = layout(tmp_path / name, hps)
-        config = {"current_host": name, "hosts": names, "network_interface_name": "lo"}
-        paths.resource_config.write_text(json.dumps(config))
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "SAGEMAKER_BASE_DIR": str(paths.base),
-            "LOCAL_HOST_ADDRESSES": json.dumps(ONE_MACHINE),
-            "MASTER_PORT": port,
-        }
-        command = [sys.executable, "-m", "{{ cookiecutter.package_name }}", "train"]
-        process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
-        hosts.append((paths, process))
+    hosts = start_hosts(tmp_path, hps, addresses=ONE_MACHINE, stdout=None)
     try:
         (first, one), (second, two) = hosts
         assert two.stderr is not None

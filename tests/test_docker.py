@@ -293,8 +293,8 @@ def test_a_failed_job_writes_the_failure_file(image: Image, tmp_path: Path) -> N
 # Long enough that a stop lands mid-way (many checkpoints), short enough to finish after it.
 RESUMABLE = {
     "scikit-learn": {"n_estimators": "600", "checkpoint_every": "10"},
-    "xgboost": {"num_round": "3000", "eta": "0.01", "checkpoint_every": "20"},
-    "lightgbm": {"num_iterations": "3000", "learning_rate": "0.01", "checkpoint_every": "20"},
+    "xgboost": {"num_round": "1000", "eta": "0.01", "checkpoint_every": "20"},
+    "lightgbm": {"num_iterations": "1000", "learning_rate": "0.01", "checkpoint_every": "20"},
     "pytorch": {"epochs": "600", "checkpoint_every": "10"},
     "tensorflow": {"epochs": "150", "checkpoint_every": "5"},
     "custom": {"epochs": "5000", "checkpoint_every": "100"},

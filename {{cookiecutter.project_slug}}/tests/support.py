@@ -10,15 +10,22 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import numpy as np
+import pytest
+
+from {{ cookiecutter.package_name }}.checkpoints import Checkpoints
 from {{ cookiecutter.package_name }}.environment import Paths
 
 PROJECT = Path(__file__).resolve().parents[1]
 SAMPLE_DATA = PROJECT / "data" / "iris.csv"
 SAMPLE_REQUEST = PROJECT / "data" / "sample-request.csv"
 N_FEATURES = len(SAMPLE_REQUEST.read_text().splitlines()[0].split(","))
+# The sample as the model sees it: the first column, and the features.
+SAMPLE_LABELS = np.loadtxt(SAMPLE_DATA, delimiter=",", usecols=0, dtype=str)
+SAMPLE_FEATURES = np.loadtxt(SAMPLE_DATA, delimiter=",", usecols=range(1, N_FEATURES + 1))
 
 
 def layout(base: Path, hyperparameters: dict[str, str] | None = None) -> Paths:
@@ -29,6 +36,19 @@ def layout(base: Path, hyperparameters: dict[str, str] | None = None) -> Paths:
     paths.channel("training").mkdir(parents=True)
     shutil.copy(SAMPLE_DATA, paths.channel("training"))
     return paths
+
+
+def recorded_checkpoints(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The step of every checkpoint written from now on."""
+    written: list[int] = []
+    save = Checkpoints.save
+
+    def recording(self: Checkpoints, step: int, write: Callable[[Path], None]) -> Path:
+        written.append(step)
+        return save(self, step, write)
+
+    monkeypatch.setattr(Checkpoints, "save", recording)
+    return written
 
 
 def start_hosts(

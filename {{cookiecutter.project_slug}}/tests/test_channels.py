@@ -23,12 +23,11 @@ from {{ cookiecutter.package_name }}.channels import (
 )
 from {{ cookiecutter.package_name }}.environment import Paths
 
-from .support import N_FEATURES, SAMPLE_DATA, layout
+from .support import N_FEATURES, SAMPLE_DATA, SAMPLE_FEATURES, SAMPLE_LABELS, layout
 from .test_model import QUICK_HYPERPARAMETERS
 
-ROWS = [line.split(",") for line in SAMPLE_DATA.read_text().splitlines()]
-LABELS = [row[0] for row in ROWS]
-FEATURES = np.asarray([[float(value) for value in row[1:]] for row in ROWS])
+LABELS = SAMPLE_LABELS.tolist()
+FEATURES = SAMPLE_FEATURES
 
 
 def configure(paths: Paths, **channel_settings: dict[str, str]) -> None:
@@ -88,7 +87,7 @@ def test_csv_files_of_a_channel_are_read_together_hidden_ones_skipped(job: Paths
     (job.channel("training") / ".cache").mkdir()
     (job.channel("training") / ".cache" / "x.csv").write_text("not data")
     data = read_training(job)
-    assert data.features.shape == (len(ROWS) + 1, N_FEATURES)
+    assert data.features.shape == (len(LABELS) + 1, N_FEATURES)
     assert data.labels[-1] == "virginica"
 
 
@@ -118,7 +117,7 @@ def test_parquet_read_a_row_group_at_a_time(job: Paths) -> None:
     (job.channel("training") / SAMPLE_DATA.name).unlink()
     configure(job, training={"ContentType": "application/x-parquet"})
     blocks = list(channels(job)["training"].batches(rows=40))
-    assert [len(block) for block in blocks] == [40, 40, 40, len(ROWS) - 120]
+    assert [len(block) for block in blocks] == [40, 40, 40, len(LABELS) - 120]
     assert_is_the_sample(read_training(job))
 
 
@@ -216,7 +215,7 @@ def test_pipe_mode_reads_one_fifo_per_pass(pipe_job: Paths) -> None:
     assert channel.pipe
     assert_is_the_sample(channel.read())
     second = list(channel.batches(rows=64))  # The next pass: training_1, a block at a time.
-    assert [len(block) for block in second] == [64, 64, len(ROWS) - 128]
+    assert [len(block) for block in second] == [64, 64, len(LABELS) - 128]
     for writer in writers:
         writer.join(timeout=10)
         assert not writer.is_alive()

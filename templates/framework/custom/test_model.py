@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +17,8 @@ from {{ cookiecutter.package_name }}.checkpoints import Checkpoints
 from {{ cookiecutter.package_name }}.cluster import Cluster
 from {{ cookiecutter.package_name }}.environment import Paths
 from {{ cookiecutter.package_name }}.job import Job, TrainingStopped
+
+from .support import recorded_checkpoints
 
 # Quick to train: the model the suite trains once and serves.
 QUICK_HYPERPARAMETERS = {"epochs": "10"}
@@ -40,19 +40,6 @@ def fingerprint(trained: model.Model) -> np.ndarray:
 
 def sample(paths: Paths) -> Dataset:
     return channels(paths)["training"].read()
-
-
-def recorded_checkpoints(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The step of every checkpoint written from now on."""
-    written: list[int] = []
-    save = Checkpoints.save
-
-    def recording(self: Checkpoints, step: int, write: Callable[[Path], None]) -> Path:
-        written.append(step)
-        return save(self, step, write)
-
-    monkeypatch.setattr(Checkpoints, "save", recording)
-    return written
 
 
 def test_hyperparameters_reach_the_model(job: Paths) -> None:

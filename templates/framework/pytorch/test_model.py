@@ -23,7 +23,7 @@ from {{ cookiecutter.package_name }}.environment import Paths, cpu_count
 from {{ cookiecutter.package_name }}.job import Job, TrainingStopped
 
 from . import support
-from .support import N_FEATURES, SAMPLE_DATA, run_hosts
+from .support import SAMPLE_DATA, SAMPLE_FEATURES, SAMPLE_LABELS, run_hosts
 
 # Quick to train: the model the suite trains once and serves.
 QUICK_HYPERPARAMETERS = {"epochs": "30"}
@@ -43,23 +43,15 @@ RESUME_TOLERANCE = 0.0
 HOSTS_TIMEOUT = 120
 
 
-def sample_features() -> np.ndarray:
-    return np.loadtxt(SAMPLE_DATA, delimiter=",", usecols=range(1, N_FEATURES + 1))
-
-
-def sample_labels() -> np.ndarray:
-    return np.loadtxt(SAMPLE_DATA, delimiter=",", usecols=0, dtype=str)
-
-
 def fingerprint(classifier: model.Classifier) -> np.ndarray:
     """What must match between two models: class probabilities over the sample data."""
-    inputs = torch.as_tensor(sample_features(), dtype=torch.float32)
+    inputs = torch.as_tensor(SAMPLE_FEATURES, dtype=torch.float32)
     with torch.inference_mode():
         return classifier.network(inputs).softmax(dim=1).cpu().numpy()
 
 
 def sample_data(validation_fraction: float = 0.2) -> TrainingData:
-    rows = Dataset(sample_features(), sample_labels())
+    rows = Dataset(SAMPLE_FEATURES, SAMPLE_LABELS)
     if not validation_fraction:
         return TrainingData(rows)
     return TrainingData(*stratified_split(rows, validation_fraction, seed=0))
@@ -101,8 +93,8 @@ def state_of(classifier: model.Classifier) -> list[torch.Tensor]:
 
 
 def accuracy(model_dir: Path) -> float:
-    predictions = model.predict(model.load(model_dir), sample_features())
-    return float(np.mean(predictions == sample_labels()))
+    predictions = model.predict(model.load(model_dir), SAMPLE_FEATURES)
+    return float(np.mean(predictions == SAMPLE_LABELS))
 
 
 def test_hyperparameters_reach_torch(
@@ -350,7 +342,7 @@ def test_two_hosts_with_sharded_rows_of_uneven_sizes(
     classifier = model.load(first.model)
     assert classifier.classes.tolist() == ["setosa", "versicolor", "virginica"]
     # The scaling is every host's rows', all-reduced: the same as one host with all of them.
-    expected = torch.as_tensor(sample_features().mean(axis=0), dtype=torch.float32)
+    expected = torch.as_tensor(SAMPLE_FEATURES.mean(axis=0), dtype=torch.float32)
     assert torch.allclose(classifier.network.mean.cpu(), expected)
     assert accuracy(first.model) > 0.85
 

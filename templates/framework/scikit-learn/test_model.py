@@ -13,7 +13,7 @@ from sklearn.ensemble import RandomForestClassifier
 from {{ cookiecutter.package_name }} import model, training
 from {{ cookiecutter.package_name }}.environment import Paths
 
-from .support import N_FEATURES, SAMPLE_DATA
+from .support import SAMPLE_FEATURES
 
 # Quick to train: the model the suite trains once and serves.
 QUICK_HYPERPARAMETERS = {"n_estimators": "20"}
@@ -28,8 +28,7 @@ RESUME_TOLERANCE = 0.0  # Warm-started forests grow the very trees of a single f
 
 def fingerprint(estimator: RandomForestClassifier) -> np.ndarray:
     """What must match between two models: class probabilities over the sample data."""
-    features = np.loadtxt(SAMPLE_DATA, delimiter=",", usecols=range(1, N_FEATURES + 1))
-    return estimator.predict_proba(features)
+    return estimator.predict_proba(SAMPLE_FEATURES)
 
 
 def test_hyperparameters_reach_the_estimator(job: Paths) -> None:

@@ -14,7 +14,6 @@ import sys
 import threading
 import zipfile
 from collections.abc import Callable
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -27,6 +26,8 @@ from {{ cookiecutter.package_name }}.cluster import Cluster
 from {{ cookiecutter.package_name }}.environment import Paths, threads_per_worker
 from {{ cookiecutter.package_name }}.hyperparameters import HyperparameterError, load
 from {{ cookiecutter.package_name }}.job import Job, TrainingStopped
+
+from .support import recorded_checkpoints
 
 # Quick to train: the model the suite trains once and serves.
 QUICK_HYPERPARAMETERS = {"epochs": "20"}
@@ -66,19 +67,6 @@ def sample(paths: Paths) -> Dataset:
 
 def steps_per_epoch(rows: int, hp: model.Hyperparameters) -> int:
     return math.ceil(rows / hp.batch_size)
-
-
-def recorded_checkpoints(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The step of every checkpoint written from now on."""
-    written: list[int] = []
-    save = Checkpoints.save
-
-    def recording(self: Checkpoints, step: int, write: Callable[[Path], None]) -> Path:
-        written.append(step)
-        return save(self, step, write)
-
-    monkeypatch.setattr(Checkpoints, "save", recording)
-    return written
 
 
 def in_process_job(paths: Paths, log_metric: Callable[[str, float], None]) -> Job:

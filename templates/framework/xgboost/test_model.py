@@ -22,7 +22,13 @@ from {{ cookiecutter.package_name }}.cluster import Cluster
 from {{ cookiecutter.package_name }}.environment import Paths, cpu_count
 from {{ cookiecutter.package_name }}.job import Job, MetricLogger, TrainingStopped
 
-from .support import N_FEATURES, SAMPLE_DATA, layout, run_hosts, start_hosts
+from .support import (
+    SAMPLE_FEATURES,
+    SAMPLE_LABELS,
+    layout,
+    run_hosts,
+    start_hosts,
+)
 
 # Quick to train: the model the suite trains once and serves.
 QUICK_HYPERPARAMETERS = {"num_round": "20"}
@@ -48,8 +54,7 @@ ROWS = [[5.1, 3.5, 1.4, 0.2], [6.3, 3.3, 6.0, 2.5]]  # A setosa, a virginica.
 
 def fingerprint(classifier: model.Classifier) -> np.ndarray:
     """What must match between two models: class probabilities over the sample data."""
-    features = np.loadtxt(SAMPLE_DATA, delimiter=",", usecols=range(1, N_FEATURES + 1))
-    return classifier.booster.inplace_predict(features)
+    return classifier.booster.inplace_predict(SAMPLE_FEATURES)
 
 
 def metric_values(output: str, name: str) -> list[float]:
@@ -210,9 +215,7 @@ def test_two_hosts_train_one_model_together(tmp_path: Path) -> None:
     assert not second.model.exists() or not any(second.model.iterdir())
     classifier = model.load(first.model)
     assert classifier.booster.num_boosted_rounds() == 20
-    features = np.loadtxt(SAMPLE_DATA, delimiter=",", usecols=range(1, N_FEATURES + 1))
-    labels = np.loadtxt(SAMPLE_DATA, delimiter=",", usecols=0, dtype=str)
-    assert np.mean(model.predict(classifier, features) == labels) > 0.85
+    assert np.mean(model.predict(classifier, SAMPLE_FEATURES) == SAMPLE_LABELS) > 0.85
 
 
 def test_a_stop_on_one_host_stops_every_host_after_the_same_round(tmp_path: Path) -> None:

@@ -91,6 +91,19 @@ def test_csv_files_of_a_channel_are_read_together_hidden_ones_skipped(job: Paths
     assert data.labels[-1] == "virginica"
 
 
+def test_numeric_and_text_labels_in_one_channel_are_all_text(job: Paths) -> None:
+    replace_training_data(job, "a.csv", "1,0.5\n2.5,1.5\n")
+    (job.channel("training") / "b.csv").write_text("setosa,2.5\n")
+    data = read_training(job)
+    assert data.labels.tolist() == ["1.0", "2.5", "setosa"]
+    np.testing.assert_array_equal(data.features, [[0.5], [1.5], [2.5]])
+
+
+def test_numeric_labels_stay_numbers(job: Paths) -> None:
+    replace_training_data(job, "a.csv", "1,0.5\n2.5,1.5\n")
+    assert read_training(job).labels.tolist() == [1.0, 2.5]
+
+
 @pytest.mark.parametrize("form", ["arrays", "objects"])
 def test_json_lines(job: Paths, form: str) -> None:
     if form == "arrays":

@@ -26,7 +26,7 @@ import itertools
 import json
 import struct
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -79,15 +79,19 @@ class Dataset:
         return Dataset(self.features[selection], self.labels[selection])
 
     @classmethod
-    def concatenate(cls, parts: Iterable[Dataset], width: int | None = None) -> Dataset:
-        parts = list(parts)
-        if not parts:
-            return cls(np.empty((0, width or 0)), np.empty(0))
+    def concatenate(cls, parts: list[Dataset], width: int | None = None) -> Dataset:
+        """One dataset from blocks; ``width`` pads sparse (LibSVM) blocks to one width.
+
+        Each block's labels are typed already. When blocks differ (numbers in one file,
+        strings in another), every label becomes a string (``1.0`` as ``"1.0"``).
+        """
         if width is not None:
             parts = [_widen(part, width) for part in parts]
+        if len({part.labels.dtype.kind for part in parts}) > 1:
+            parts = [replace(part, labels=part.labels.astype(str)) for part in parts]
         return cls(
             np.concatenate([part.features for part in parts]),
-            label_array(np.concatenate([part.labels for part in parts]).tolist()),
+            np.concatenate([part.labels for part in parts]),
         )
 
 

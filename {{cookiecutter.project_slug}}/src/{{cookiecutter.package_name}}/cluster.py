@@ -101,7 +101,3 @@ class Cluster:
                 log.info("host %s does not resolve yet (%s); retrying", host, exc)
                 attempt += 1
                 time.sleep(delay)
-
-    def wait_for_hosts(self) -> dict[str, str]:
-        """Every host's address: a distributed job starts once all of them resolve."""
-        return {host: self.address(host) for host in self.hosts}

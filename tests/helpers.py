@@ -132,6 +132,7 @@ def expected_files(context: Mapping[str, Any]) -> set[str]:
                 "test_model",
                 "test_packaging",
                 "test_resume",
+                "test_robustness",
                 "test_sagemaker_script",
                 "test_server",
                 "test_training",

@@ -92,6 +92,7 @@ def expected_files(context: Mapping[str, Any]) -> set[str]:
         "pyproject.toml",
         "scripts/benchmark.py",
         "scripts/sagemaker.py",
+        "scripts/soak.py",
         *(
             f"{pkg}/{module}.py"
             for module in (
@@ -134,6 +135,7 @@ def expected_files(context: Mapping[str, Any]) -> set[str]:
                 "test_resume",
                 "test_robustness",
                 "test_sagemaker_script",
+                "test_soak_script",
                 "test_server",
                 "test_training",
             )

@@ -92,6 +92,7 @@ def expected_files(context: Mapping[str, Any]) -> set[str]:
         "pyproject.toml",
         "scripts/benchmark.py",
         "scripts/sagemaker.py",
+        "scripts/soak.py",
         *(
             f"{pkg}/{module}.py"
             for module in (
@@ -132,7 +133,9 @@ def expected_files(context: Mapping[str, Any]) -> set[str]:
                 "test_model",
                 "test_packaging",
                 "test_resume",
+                "test_robustness",
                 "test_sagemaker_script",
+                "test_soak_script",
                 "test_server",
                 "test_training",
             )

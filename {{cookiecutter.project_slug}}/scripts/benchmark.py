@@ -528,6 +528,18 @@ def serve_environment(model_dir: Path, base: Path, port: int, workers: int) -> d
     }
 
 
+def start_server(
+    model_dir: Path, base: Path, workers: int, probe: Case, log: Path | None = None
+) -> tuple[subprocess.Popen[bytes], ColdStart, str]:
+    """``python -m PACKAGE serve`` on ``model_dir`` (linked from ``base``) and a free port,
+    timed to its first prediction: the process, its cold start, and its URL."""
+    port = free_port()
+    env = serve_environment(model_dir, base, port, workers)
+    command = [sys.executable, "-m", PACKAGE, "serve"]
+    process, cold = measure_cold_start(command, env, port, probe, log=log)
+    return process, cold, f"http://127.0.0.1:{port}"
+
+
 # Memory -----------------------------------------------------------------------------------
 
 
@@ -718,38 +730,44 @@ def format_report(report: Mapping[str, Any], results: Sequence[Result]) -> str:
 # Command line -----------------------------------------------------------------------------
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that say which server to load (one started here, or one running) and
+    how: workers, connections, threads, load generator, log and output."""
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--url", help="a server already running, e.g. http://127.0.0.1:8080")
     target.add_argument(
         "--model-dir", type=Path, help="start the project's server on this model directory"
     )
-    parser.add_argument(
-        "--inprocess-model-dir",
-        type=Path,
-        help="with --url: the model directory for the in-process predict figure",
-    )
     parser.add_argument("--pid", type=int, help="with --url: the server's PID, for RSS")
     parser.add_argument("--workers", type=int, default=2, help="server workers (default 2)")
-    parser.add_argument("--duration", type=float, default=10, help="seconds per case (10)")
-    parser.add_argument("--warmup", type=float, default=2, help="warm-up seconds per case (2)")
     parser.add_argument("--connections", type=int, default=16, help="open connections (16)")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (1)")
-    parser.add_argument(
-        "--cases",
-        default=",".join(CASES),
-        help=f"comma-separated: ping and row counts (default {','.join(CASES)})",
-    )
     parser.add_argument(
         "--load-generator",
         choices=("wrk", "python"),
         default="wrk",
         help="wrk (default), or a built-in Python client that is NOT for figures",
     )
-    parser.add_argument("--data", type=Path, default=SAMPLE_DATA, help="CSV rows (label first)")
     parser.add_argument("--log", type=Path, help="with --model-dir: write the server's output")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_server_arguments(parser)
+    parser.add_argument(
+        "--inprocess-model-dir",
+        type=Path,
+        help="with --url: the model directory for the in-process predict figure",
+    )
+    parser.add_argument("--duration", type=float, default=10, help="seconds per case (10)")
+    parser.add_argument("--warmup", type=float, default=2, help="warm-up seconds per case (2)")
+    parser.add_argument(
+        "--cases",
+        default=",".join(CASES),
+        help=f"comma-separated: ping and row counts (default {','.join(CASES)})",
+    )
+    parser.add_argument("--data", type=Path, default=SAMPLE_DATA, help="CSV rows (label first)")
     args = parser.parse_args(argv)
     if args.workers < 1 or args.connections < 1 or args.threads < 1 or args.duration <= 0:
         parser.error("--workers, --connections, --threads and --duration must be positive")
@@ -780,14 +798,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         try:
             if args.model_dir is not None:
-                port = free_port()
-                env = serve_environment(args.model_dir, Path(tmp) / "opt_ml", port, args.workers)
-                say(f"starting python -m {PACKAGE} serve on port {port}")
-                process, cold = measure_cold_start(
-                    [sys.executable, "-m", PACKAGE, "serve"], env, port, probe, log=args.log
+                say(f"starting python -m {PACKAGE} serve")
+                process, cold, url = start_server(
+                    args.model_dir, Path(tmp) / "opt_ml", args.workers, probe, args.log
                 )
                 report["cold_start"] = asdict(cold)
-                url = f"http://127.0.0.1:{port}"
             else:
                 url = args.url.rstrip("/")
             report["url"] = url

@@ -1,16 +1,18 @@
-"""Shared fixtures: a SageMaker-shaped directory in tmp, and a model trained into it once."""
+"""Shared fixtures: a SageMaker-shaped directory in tmp, a model trained into it once, and
+the real server serving it."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package_name }} import training
+from {{ cookiecutter.package_name }} import packaging, training
 from {{ cookiecutter.package_name }}.environment import Paths
 from {{ cookiecutter.package_name }}.inference import ModelService
 
-from .support import layout
+from .support import Server, healthy_server, layout
 from .test_model import QUICK_HYPERPARAMETERS
 
 
@@ -36,3 +38,20 @@ def service(trained: Paths) -> ModelService:
     service.load()
     assert service.ready, service.failure
     return service
+
+
+@pytest.fixture(scope="module")
+def serving_dir(trained: Paths, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The model as SageMaker hands it to an endpoint: model.tar.gz extracted into model/."""
+    root = tmp_path_factory.mktemp("endpoint")
+    archive = root / "model.tar.gz"
+    packaging.create(trained.model, archive)
+    packaging.extract(archive, root / "opt_ml" / "model")
+    return root / "opt_ml"
+
+
+@pytest.fixture(scope="module")
+def server(serving_dir: Path) -> Iterator[Server]:
+    """The server, started once per test module (two workers)."""
+    with healthy_server(serving_dir) as server:
+        yield server

@@ -1,16 +1,21 @@
-"""Helpers for the tests: a SageMaker-shaped directory, free ports, HTTP without extra deps."""
+"""Helpers for the tests: a SageMaker-shaped directory, free ports, HTTP without extra deps,
+and the real server process."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -155,3 +160,96 @@ def http(
 
 def lower(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
     return {name.lower(): value for name, value in headers}
+
+
+STARTUP_SECONDS = 60
+MODEL_LOADED = re.compile(r"\[(\d+)\] \S+: model loaded from")
+
+
+class Server:
+    def __init__(self, base: Path, port: int, **env: str) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.port = port
+        self.started = time.monotonic()
+        self.log = base.parent / f"server-{port}.log"
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "{{ cookiecutter.package_name }}", "serve"],
+                env={
+                    **os.environ,
+                    "SAGEMAKER_BASE_DIR": str(base),
+                    "SAGEMAKER_BIND_TO_PORT": str(port),
+                    "SAGEMAKER_MODEL_SERVER_WORKERS": "2",
+                    **env,
+                },
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def ping(self) -> int | None:
+        try:
+            return http("GET", self.url + "/ping")[0]
+        except OSError:
+            return None
+
+    def loads(self) -> int:
+        return self.log.read_text().count("model loaded from")
+
+    def worker_pids(self) -> list[int]:
+        """The processes that loaded the model (the workers), in the order they did."""
+        return [int(pid) for pid in MODEL_LOADED.findall(self.log.read_text())]
+
+    def request_lines(self) -> list[dict]:
+        """The request log: every line of the server's output that is a JSON object."""
+        lines = []
+        for line in self.log.read_text().splitlines():
+            if line.startswith("{"):
+                lines.append(json.loads(line))
+        return lines
+
+    def wait_for(self, condition: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while not condition():
+            assert self.process.poll() is None, f"the server exited:\n{self.log.read_text()}"
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"{what} did not happen in {STARTUP_SECONDS} s:\n{self.log.read_text()}"
+                )
+            time.sleep(0.05)
+
+    def wait_until_healthy(self, workers: int = 1) -> None:
+        """/ping 200, and every worker's copy of the model loaded."""
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"the server exited:\n{self.log.read_text()}"
+            if self.ping() == 200 and self.loads() >= workers:
+                return
+            time.sleep(0.1)
+        pytest.fail(f"/ping was not 200 within {STARTUP_SECONDS} s:\n{self.log.read_text()}")
+
+    def stop(self) -> tuple[int, float]:
+        """SIGTERM, as SageMaker sends it; the exit code and how long the stop took."""
+        started = time.monotonic()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            pytest.fail("the server ignored SIGTERM for 30 s")
+        return code, time.monotonic() - started
+
+
+@contextlib.contextmanager
+def healthy_server(serving_dir: Path, **env: str) -> Iterator[Server]:
+    """``python -m ... serve`` with two workers on a free port, once every worker has loaded
+    the model; then SIGTERM, which must stop it with exit code 0 within 10 s."""
+    server = Server(serving_dir, free_port(), **env)
+    try:
+        server.wait_until_healthy(workers=2)
+        yield server
+    finally:
+        code, seconds = server.stop()
+        assert code == 0
+        assert seconds < 10

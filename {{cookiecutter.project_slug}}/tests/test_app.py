@@ -1,8 +1,13 @@
 """The web app in-process: status codes, content negotiation and limits."""
 
 from __future__ import annotations
-
+{% if cookiecutter.__web == "fastapi" %}
+import asyncio
+{%- endif %}
 import dataclasses
+{%- if cookiecutter.__web == "flask" %}
+import errno
+{%- endif %}
 import io
 import json
 import logging
@@ -155,6 +160,66 @@ def test_bodies_over_the_limit_are_413(service: ModelService) -> None:
     assert status == 413
     status, _, _ = client("POST", "/invocations", row * 1000, {"Content-Type": "text/csv"})
     assert status == 200
+{%- if cookiecutter.__web == "fastapi" %}
+
+
+def stalled_upload(service: ModelService) -> Response:
+    """The app's answer to a request whose body never comes (the test client always sends a
+    whole body, so the app is called directly, with a receive() that waits for ever)."""
+    app = create_app(service, dataclasses.replace(SETTINGS, read_timeout=1))
+    headers = [(b"content-type", b"text/csv"), (b"content-length", b"64")]
+    scope = {"type": "http", "http_version": "1.1", "method": "POST", "scheme": "http"}
+    scope |= {"path": "/invocations", "raw_path": b"/invocations", "root_path": ""}
+    scope |= {"query_string": b"", "headers": headers, "server": ("test", 80), "client": None}
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.Event().wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    start, *body = sent
+    answer_headers = lower((name.decode(), value.decode()) for name, value in start["headers"])
+    return start["status"], answer_headers, b"".join(part.get("body", b"") for part in body)
+{%- else %}
+
+
+class StalledStream(io.BytesIO):
+    """A request body as gunicorn's worker reads it once the client has gone silent past
+    its read timeout (see gunicorn_server.BoundedThreadWorker): 64 bytes, none readable."""
+
+    def __init__(self) -> None:
+        super().__init__(b"5.1,3.5,1.4,0.2\n" * 4)
+
+    def read(self, size: int | None = -1) -> bytes:
+        raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    def readinto(self, buffer: Any) -> int:
+        raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+
+
+def stalled_upload(service: ModelService) -> Response:
+    """The app's answer to a request whose body stops arriving."""
+    client = create_app(service, SETTINGS).test_client()
+    headers = {"Content-Type": "text/csv"}
+    response = client.post("/invocations", input_stream=StalledStream(), headers=headers)
+    return response.status_code, lower(response.headers.items()), response.data
+{%- endif %}
+
+
+def test_a_body_that_stops_arriving_is_408(service: ModelService) -> None:
+{%- if cookiecutter.__web == "fastapi" %}
+    status, headers, reason = stalled_upload(service)
+    assert headers["connection"] == "close"  # the rest of the body would be the next request
+{%- else %}
+    status, _, reason = stalled_upload(service)  # gunicorn closes the connection itself
+{%- endif %}
+    assert status == 408
+    assert b"the request body stopped arriving" in reason
+    assert make_client(service)("GET", "/ping")[0] == 200
 
 
 def test_invocations_only_accepts_post(client: Client) -> None:
@@ -529,6 +594,7 @@ def test_every_documented_status_is_reachable(
         ("/invocations", "post", 406): lambda: make_client(service)(
             "POST", path, sample, {**csv, "Accept": "image/png"}
         ),
+        ("/invocations", "post", 408): lambda: stalled_upload(service),
         ("/invocations", "post", 413): lambda: make_client(service)(
             "POST", path, sample * (SETTINGS.max_payload_bytes // len(sample) + 1), csv
         ),

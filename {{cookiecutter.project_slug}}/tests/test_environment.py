@@ -27,6 +27,7 @@ def test_server_settings_defaults() -> None:
     settings = ServerSettings.from_env({})
     assert settings.port == 8080
     assert settings.timeout == 60
+    assert settings.read_timeout == 20
     assert settings.max_payload_bytes == 6 * 1024 * 1024
     assert settings.workers >= 1
 
@@ -42,6 +43,12 @@ def test_server_settings_from_sagemaker_variables() -> None:
     )
     assert (settings.port, settings.workers, settings.timeout) == (9090, 3, 120)
     assert settings.max_payload_bytes == 20 * 1024 * 1024
+
+
+def test_read_timeout_from_its_variable() -> None:
+    assert ServerSettings.from_env({"MODEL_SERVER_READ_TIMEOUT": "5"}).read_timeout == 5
+    with pytest.raises(ValueError, match="MODEL_SERVER_READ_TIMEOUT"):
+        ServerSettings.from_env({"MODEL_SERVER_READ_TIMEOUT": "0"})
 
 
 def test_chunked_batch_payload_is_capped_at_100_mb() -> None:

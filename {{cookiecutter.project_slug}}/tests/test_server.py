@@ -12,122 +12,18 @@ import os
 import re
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
-from collections.abc import Callable, Iterator
 from http.client import HTTPConnection
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from {{ cookiecutter.package_name }} import model, packaging
-from {{ cookiecutter.package_name }}.environment import Paths
+from {{ cookiecutter.package_name }} import model
 
-from .support import SAMPLE_REQUEST, free_port, http
-
-STARTUP_SECONDS = 60
-MODEL_LOADED = re.compile(r"\[(\d+)\] \S+: model loaded from")
-
-
-class Server:
-    def __init__(self, base: Path, port: int, **env: str) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-        self.port = port
-        self.started = time.monotonic()
-        self.log = base.parent / f"server-{port}.log"
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "{{ cookiecutter.package_name }}", "serve"],
-                env={
-                    **os.environ,
-                    "SAGEMAKER_BASE_DIR": str(base),
-                    "SAGEMAKER_BIND_TO_PORT": str(port),
-                    "SAGEMAKER_MODEL_SERVER_WORKERS": "2",
-                    **env,
-                },
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def ping(self) -> int | None:
-        try:
-            return http("GET", self.url + "/ping")[0]
-        except OSError:
-            return None
-
-    def loads(self) -> int:
-        return self.log.read_text().count("model loaded from")
-
-    def worker_pids(self) -> list[int]:
-        """The processes that loaded the model (the workers), in the order they did."""
-        return [int(pid) for pid in MODEL_LOADED.findall(self.log.read_text())]
-
-    def request_lines(self) -> list[dict]:
-        """The request log: every line of the server's output that is a JSON object."""
-        lines = []
-        for line in self.log.read_text().splitlines():
-            if line.startswith("{"):
-                lines.append(json.loads(line))
-        return lines
-
-    def wait_for(self, condition: Callable[[], bool], what: str) -> None:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while not condition():
-            assert self.process.poll() is None, f"the server exited:\n{self.log.read_text()}"
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"{what} did not happen in {STARTUP_SECONDS} s:\n{self.log.read_text()}"
-                )
-            time.sleep(0.05)
-
-    def wait_until_healthy(self, workers: int = 1) -> None:
-        """/ping 200, and every worker's copy of the model loaded."""
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"the server exited:\n{self.log.read_text()}"
-            if self.ping() == 200 and self.loads() >= workers:
-                return
-            time.sleep(0.1)
-        pytest.fail(f"/ping was not 200 within {STARTUP_SECONDS} s:\n{self.log.read_text()}")
-
-    def stop(self) -> tuple[int, float]:
-        """SIGTERM, as SageMaker sends it; the exit code and how long the stop took."""
-        started = time.monotonic()
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            code = self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            pytest.fail("the server ignored SIGTERM for 30 s")
-        return code, time.monotonic() - started
-
-
-@pytest.fixture(scope="module")
-def serving_dir(trained: Paths, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The model as SageMaker hands it to an endpoint: model.tar.gz extracted into model/."""
-    root = tmp_path_factory.mktemp("endpoint")
-    archive = root / "model.tar.gz"
-    packaging.create(trained.model, archive)
-    packaging.extract(archive, root / "opt_ml" / "model")
-    return root / "opt_ml"
-
-
-@pytest.fixture(scope="module")
-def server(serving_dir: Path) -> Iterator[Server]:
-    server = Server(serving_dir, free_port())
-    try:
-        server.wait_until_healthy(workers=2)
-        yield server
-    finally:
-        code, seconds = server.stop()
-        assert code == 0
-        assert seconds < 10
+from .support import SAMPLE_REQUEST, STARTUP_SECONDS, Server, free_port, http
 
 
 def test_every_worker_loads_the_model_once_and_says_so(server: Server) -> None:

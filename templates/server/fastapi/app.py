@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -39,19 +40,33 @@ class PayloadTooLarge(InvocationError):
         super().__init__(413, f"request body is larger than the {limit} byte limit")
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused as soon as it is known to exceed ``limit`` bytes."""
+class BodyStalled(InvocationError):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(408, f"the request body stopped arriving for {seconds} s")
+
+
+async def read_body(request: Request, limit: int, idle_seconds: float) -> bytes:
+    """The request body, refused as soon as it is known to exceed ``limit`` bytes, or once
+    nothing has arrived for ``idle_seconds``: uvicorn itself waits for a stalled body for
+    ever, and each one it waits for holds a connection and its buffers."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    stream = request.stream()
+    while True:
+        try:
+            with anyio.fail_after(idle_seconds):
+                chunk = await anext(stream)
+        except StopAsyncIteration:
+            return b"".join(chunks)
+        except TimeoutError:
+            raise BodyStalled(idle_seconds) from None
         size += len(chunk)
         if size > limit:
             raise PayloadTooLarge(limit)
         chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _header(scope: Scope, name: bytes) -> str:
@@ -134,7 +149,12 @@ def create_app(
     @app.post("/invocations")
     async def invocations(request: Request) -> Response:
         try:
-            body = await read_body(request, settings.max_payload_bytes)
+            body = await read_body(request, settings.max_payload_bytes, settings.read_timeout)
+        except InvocationError as exc:
+            # The rest of the body is still coming, or never will: this connection is done.
+            headers = {"Connection": "close"}
+            return PlainTextResponse(exc.reason + "\n", exc.status, headers=headers)
+        try:
             answer = await asyncio.wait_for(
                 run_in_threadpool(
                     service.invoke,

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from flask import Flask, Response, g, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 
 from . import access_log
 from .environment import Paths, ServerSettings
@@ -26,6 +26,19 @@ PREDICT_THREADS = 4
 
 def text_response(message: str, status: int) -> Response:
     return Response(message + "\n", status=status, mimetype="text/plain")
+
+
+def read_body(limit: int) -> bytes:
+    """The request body; 413 above ``limit`` (``MAX_CONTENT_LENGTH``).
+
+    werkzeug refuses a Content-Length over the limit, but reads a body without one (chunked)
+    up to the limit and returns it as if it ended there: one more byte from the server's
+    own stream tells whether it did, rather than predicting on a truncated body.
+    """
+    body = request.get_data(cache=False)
+    if len(body) >= limit and request.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge()
+    return body
 
 
 def start_timer() -> None:
@@ -83,7 +96,12 @@ def create_app(
 
     @app.post("/invocations")
     def invocations() -> Response:
-        body = request.get_data(cache=False)  # 413 above MAX_CONTENT_LENGTH.
+        try:
+            body = read_body(settings.max_payload_bytes)
+        except ClientDisconnected:
+            # Nothing came for read_timeout s (gunicorn_server's limit), or the client left.
+            seconds = settings.read_timeout
+            return text_response(f"the request body stopped arriving for {seconds} s", 408)
         g.bytes_in = len(body)
         future = predictions.submit(
             service.invoke,

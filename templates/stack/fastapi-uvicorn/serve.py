@@ -5,8 +5,9 @@ first connections are accepted at once and wait in the backlog; uvicorn's superv
 spawns the workers on that socket, each loads the model in the background (``/ping`` is
 503 until then), and a worker that dies is replaced. SIGTERM stops accepting connections,
 lets in-flight requests finish, and exits 0. Settings come from the environment:
-``SAGEMAKER_BIND_TO_PORT`` (8080), ``SAGEMAKER_MODEL_SERVER_WORKERS`` (one per CPU) and
-``SAGEMAKER_MODEL_SERVER_TIMEOUT`` (60 s).
+``SAGEMAKER_BIND_TO_PORT`` (8080), ``SAGEMAKER_MODEL_SERVER_WORKERS`` (one per CPU),
+``SAGEMAKER_MODEL_SERVER_TIMEOUT`` (60 s) and ``MODEL_SERVER_READ_TIMEOUT`` (20 s: how long
+a request body may stop arriving before the app answers 408; uvicorn has no such limit).
 
 uvloop sets TCP_NODELAY on every connection it accepts (plain asyncio with several workers
 does not, which delays each response by the 40 ms of a delayed ACK). That, and the

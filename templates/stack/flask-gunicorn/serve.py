@@ -4,7 +4,11 @@ gunicorn binds the port in its master process, then forks the workers; each work
 the model in the background (``/ping`` is 503 until then). SIGTERM stops accepting
 connections, lets in-flight requests finish, and exits 0; a worker that dies is replaced.
 Settings come from the environment: ``SAGEMAKER_BIND_TO_PORT`` (8080),
-``SAGEMAKER_MODEL_SERVER_WORKERS`` (one per CPU) and ``SAGEMAKER_MODEL_SERVER_TIMEOUT`` (60 s).
+``SAGEMAKER_MODEL_SERVER_WORKERS`` (one per CPU), ``SAGEMAKER_MODEL_SERVER_TIMEOUT`` (60 s)
+and ``MODEL_SERVER_READ_TIMEOUT`` (20 s: how long a client may go silent mid-request).
+
+No proxy buffers requests here: gunicorn's threads read them, so a client that stalls
+mid-request holds a thread until that read timeout (``gunicorn_server``).
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ stops them gracefully (nginx finishes its connections, gunicorn its requests) an
 If either dies on its own, the other is stopped and the exit code is non-zero, so the
 container restarts rather than serving half a stack. Settings come from the environment:
 ``SAGEMAKER_BIND_TO_PORT`` (8080), ``SAGEMAKER_MODEL_SERVER_WORKERS`` (one per CPU),
-``SAGEMAKER_MODEL_SERVER_TIMEOUT`` (60 s) and ``SAGEMAKER_MAX_PAYLOAD_IN_MB`` (6).
+``SAGEMAKER_MODEL_SERVER_TIMEOUT`` (60 s), ``SAGEMAKER_MAX_PAYLOAD_IN_MB`` (6) and
+``MODEL_SERVER_READ_TIMEOUT`` (20 s: how long a client may go silent mid-request).
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ http {
     scgi_temp_path %(run_dir)s/scgi;
     client_max_body_size %(max_body)d;
     client_body_buffer_size 1m;
+    # A client silent this long mid-request (or not reading its answer) is dropped (408).
+    client_header_timeout %(client_timeout)ds;
+    client_body_timeout %(client_timeout)ds;
+    send_timeout %(client_timeout)ds;
     keepalive_timeout 75s;
 
     upstream gunicorn {
@@ -100,6 +105,7 @@ def write_nginx_conf(run_dir: Path, socket: Path, settings: ServerSettings) -> P
             "port": settings.port,
             "max_body": settings.max_payload_bytes,
             "read_timeout": settings.timeout + 10,
+            "client_timeout": settings.read_timeout,
         }
     )
     return conf

@@ -18,6 +18,10 @@ from typing import Any
 DEFAULT_BASE_DIR = "/opt/ml"
 DEFAULT_PORT = 8080
 DEFAULT_TIMEOUT_SECONDS = 60
+# How long a client may go silent in the middle of a request (its headers or its body)
+# before the server drops it: a stalled upload must not hold a worker thread for ever.
+# SageMaker's front end forwards a body it already has, so its requests never pause this long.
+DEFAULT_READ_TIMEOUT_SECONDS = 20
 DEFAULT_MAX_PAYLOAD_MB = 6
 # Batch transform accepts MaxPayloadInMB up to 100; 0 means "chunked", which we cap there.
 MAX_PAYLOAD_MB_CEILING = 100
@@ -176,6 +180,7 @@ class ServerSettings:
     port: int = DEFAULT_PORT
     workers: int = 1
     timeout: int = DEFAULT_TIMEOUT_SECONDS
+    read_timeout: int = DEFAULT_READ_TIMEOUT_SECONDS
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_MB * 1024 * 1024
     # Batch transform: what GET /execution-parameters reports (SageMaker then splits and
     # sends the input accordingly). None: one transform per worker.
@@ -194,6 +199,9 @@ class ServerSettings:
             workers=workers,
             timeout=_int_from_env(
                 env, "SAGEMAKER_MODEL_SERVER_TIMEOUT", DEFAULT_TIMEOUT_SECONDS, minimum=1
+            ),
+            read_timeout=_int_from_env(
+                env, "MODEL_SERVER_READ_TIMEOUT", DEFAULT_READ_TIMEOUT_SECONDS, minimum=1
             ),
             max_payload_bytes=min(payload_mb or MAX_PAYLOAD_MB_CEILING, MAX_PAYLOAD_MB_CEILING)
             * 1024

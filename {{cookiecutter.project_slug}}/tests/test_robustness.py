@@ -1,0 +1,326 @@
+"""Bad input and bad clients against the real server: none may get a 5xx, hang the server or
+make it hold memory or threads, and a good request still succeeds after each.
+
+Property-based: Schemathesis sends what ``openapi.json`` allows and what it does not: its
+examples, boundary values, and random bodies, valid and invalid (JSON from the document's
+schemas; CSV, JSON lines and .npy from the strategies below, mixed with random bytes).
+Targeted: empty bodies, garbage, NaN and infinity, wrong feature counts, a 50 MB body, and
+slow-loris clients that send half a request and stall.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+{%- if cookiecutter.server == "flask-gunicorn" %}
+import math
+{%- endif %}
+import select
+import socket
+import time
+from collections.abc import Iterator
+from http.client import HTTPConnection, HTTPResponse
+from pathlib import Path
+
+import numpy as np
+import pytest
+import schemathesis
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from .support import N_FEATURES, PROJECT, SAMPLE_REQUEST, Server, healthy_server
+
+# A client may go silent this long mid-request (MODEL_SERVER_READ_TIMEOUT; 20 s by default).
+READ_TIMEOUT = 2
+# Stalled connections at once: more than 2 workers x 4 threads could hold.
+STALLED = 10
+{%- if cookiecutter.server == "flask-gunicorn" %}
+# gunicorn's threads read request bodies themselves, with no proxy to buffer them: each
+# stalled connection holds one for READ_TIMEOUT, and a worker's 4 threads take its share of
+# STALLED in turns. A request queued behind them waits that long.
+ANSWER_SECONDS = math.ceil(STALLED / 4) * READ_TIMEOUT + 5
+{%- elif cookiecutter.server == "nginx-gunicorn-flask" %}
+# nginx buffers requests: stalled ones hold no gunicorn thread, and an answer comes at once.
+ANSWER_SECONDS = 5
+{%- else %}
+# uvicorn's event loop waits on stalled requests without a thread: an answer comes at once.
+ANSWER_SECONDS = 5
+{%- endif %}
+CSV = "text/csv"
+MEDIA_TYPES = (CSV, "application/json", "application/jsonlines", "application/x-npy")
+GOOD_ROW = b"5.1,3.5,1.4,0.2\n"
+
+
+@pytest.fixture(scope="module")
+def server(serving_dir: Path) -> Iterator[Server]:
+    """The server, with a short read timeout so that stalled clients are dropped quickly."""
+    with healthy_server(serving_dir, MODEL_SERVER_READ_TIMEOUT=str(READ_TIMEOUT)) as server:
+        yield server
+
+
+def invoke(server: Server, body: bytes, content_type: str | None = CSV) -> tuple[int, bytes]:
+    """(status, body) of ``POST /invocations``; no Content-Type at all for None."""
+    headers = {"Accept": CSV} | ({"Content-Type": content_type} if content_type else {})
+    connection = HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        connection.request("POST", "/invocations", body, headers)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def assert_still_serving(server: Server) -> None:
+    """/ping is 200 and the sample request gets one prediction per row."""
+    assert server.ping() == 200
+    status, body = invoke(server, SAMPLE_REQUEST.read_bytes())
+    assert status == 200, body
+    assert len(body.splitlines()) == len(SAMPLE_REQUEST.read_bytes().splitlines())
+
+
+# Property-based, over openapi.json -------------------------------------------------------
+
+FIELDS = st.one_of(
+    st.floats().map(repr),
+    st.integers().map(str),
+    st.sampled_from(["nan", "inf", "-inf", "1e999", "", '"5.1"', " ", "a,b"]),
+    st.text(max_size=8),
+)
+VALUES = st.one_of(st.floats(), st.integers(), st.booleans(), st.none(), st.text(max_size=4))
+
+
+@st.composite
+def csv_bodies(draw: st.DrawFn) -> bytes:
+    """Rows of numbers, words, NaN and infinity, of any length; any line endings."""
+    rows = draw(st.lists(st.lists(FIELDS, max_size=N_FEATURES + 2), max_size=4))
+    newline = draw(st.sampled_from(["\n", "\r\n"]))
+    return newline.join(",".join(row) for row in rows).encode("utf-8", "surrogatepass")
+
+
+@st.composite
+def jsonlines_bodies(draw: st.DrawFn) -> bytes:
+    """Lines of lists of any JSON values, bare or as ``{"features": [...]}``."""
+    rows = draw(st.lists(st.lists(VALUES, max_size=N_FEATURES + 2), max_size=4))
+    lines = [row if draw(st.booleans()) else {"features": row} for row in rows]
+    return "\n".join(json.dumps(line) for line in lines).encode()
+
+
+@st.composite
+def npy_bodies(draw: st.DrawFn) -> bytes:
+    """.npy files of any dtype NumPy saves without pickles and any shape, some cut short."""
+    dtype = draw(
+        st.one_of(
+            hnp.floating_dtypes(),
+            hnp.integer_dtypes(),
+            hnp.boolean_dtypes(),
+            hnp.complex_number_dtypes(),
+            hnp.unicode_string_dtypes(max_len=4),
+        )
+    )
+    shape = hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=N_FEATURES + 1)
+    data = npy(draw(hnp.arrays(dtype, shape)))
+    return data[: draw(st.integers(0, len(data)))] if draw(st.booleans()) else data
+
+
+for media_type, bodies in [
+    (CSV, csv_bodies()),
+    ("application/jsonlines", jsonlines_bodies()),
+    ("application/x-npy", npy_bodies()),
+]:
+    schemathesis.openapi.media_type(media_type, st.one_of(bodies, st.binary(max_size=64)))
+
+schema = schemathesis.openapi.from_path(PROJECT / "openapi.json")
+# A fixed set of cases (the same every run), without a database of past runs in the project.
+schema.config.generation.update(max_examples=60, deterministic=True, database="none")
+
+
+@schema.parametrize()
+def test_generated_requests_get_documented_answers_and_never_a_5xx(
+    case: schemathesis.Case, server: Server
+) -> None:
+    response = case.call(base_url=server.url, timeout=30)
+    case.validate_response(
+        response,
+        checks=[
+            not_a_server_error,
+            status_code_conformance,
+            content_type_conformance,
+            response_schema_conformance,
+        ],
+    )
+
+
+def test_the_server_survives_the_generated_requests(server: Server) -> None:
+    assert_still_serving(server)
+
+
+# Targeted bad input ----------------------------------------------------------------------
+
+GARBAGE = {
+    "empty": b"",
+    "random bytes": np.random.default_rng(5).bytes(4096),
+    "invalid UTF-8": b"5.1,3.5,\xff\xfe,0.2\n\xc3\x28,1,2,3\n",
+    "NUL bytes": b"\x00" * 64,
+}
+
+
+@pytest.mark.parametrize("content_type", [*MEDIA_TYPES, None])
+@pytest.mark.parametrize("body", GARBAGE.values(), ids=GARBAGE.keys())
+def test_empty_and_garbage_bodies_are_400_with_a_reason(
+    server: Server, content_type: str | None, body: bytes
+) -> None:
+    status, reason = invoke(server, body, content_type)
+    assert status == 400, reason
+    assert reason.strip()
+    assert_still_serving(server)
+
+
+def encodings(rows: list[list[float]]) -> dict[str, bytes]:
+    """``rows`` in each media type the server reads."""
+    return {
+        CSV: "\n".join(",".join(map(str, row)) for row in rows).encode(),
+        "application/json": json.dumps({"instances": rows}).encode(),
+        "application/jsonlines": "\n".join(json.dumps(row) for row in rows).encode(),
+        "application/x-npy": npy(np.array(rows, dtype=np.float64)),
+    }
+
+
+@pytest.mark.parametrize("media_type", MEDIA_TYPES)
+@pytest.mark.parametrize("value", [float("inf"), float("-inf")])
+def test_infinity_is_400(server: Server, media_type: str, value: float) -> None:
+    body = encodings([[5.1, 3.5, 1.4, 0.2], [value, 3.5, 1.4, 0.2]])[media_type]
+    status, reason = invoke(server, body, media_type)
+    assert (status, b"row 2 has infinity" in reason) == (400, True), reason
+    assert_still_serving(server)
+
+
+@pytest.mark.parametrize("media_type", MEDIA_TYPES)
+def test_nan_is_a_prediction_or_400(server: Server, media_type: str) -> None:
+    """Whether NaN means anything is the model's business: a prediction, or a 400 saying why."""
+    body = encodings([[float("nan"), 3.5, 1.4, 0.2]] * 3)[media_type]
+    status, answer = invoke(server, body, media_type)
+    assert status in (200, 400), answer
+    if status == 200:
+        assert len(answer.splitlines()) == 3
+    assert_still_serving(server)
+
+
+@pytest.mark.parametrize("media_type", MEDIA_TYPES)
+@pytest.mark.parametrize("count", [1, N_FEATURES - 1, N_FEATURES + 1, 100])
+def test_a_wrong_feature_count_is_400_naming_the_expected_one(
+    server: Server, media_type: str, count: int
+) -> None:
+    body = encodings([[1.0] * count] * 2)[media_type]
+    status, reason = invoke(server, body, media_type)
+    assert status == 400, reason
+    assert f"expected {N_FEATURES} features per row, got {count}".encode() in reason
+    assert_still_serving(server)
+
+
+def test_rows_of_different_lengths_are_400(server: Server) -> None:
+    body = GOOD_ROW + b"1,2,3\n"
+    status, reason = invoke(server, body)
+    assert status == 400, reason
+    assert_still_serving(server)
+
+
+# Bad clients: raw sockets ----------------------------------------------------------------
+
+MIB = 1024 * 1024
+LARGE_BODY = 50 * MIB
+CHUNK = GOOD_ROW * 4096  # 64 KiB of rows
+# What a client may have sent when the server refuses a body over the 6 MB limit: the limit,
+# and what the sockets' buffers (a few MiB each way on loopback) hold besides.
+IN_FLIGHT = 6 * MIB + 16 * MIB
+
+
+def request_head(port: int, length: int | None) -> bytes:
+    """The head of a CSV ``POST /invocations``: ``length`` bytes, or chunked when None."""
+    framing = "Transfer-Encoding: chunked" if length is None else f"Content-Length: {length}"
+    return (
+        f"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Content-Type: text/csv\r\n{framing}\r\n\r\n"
+    ).encode()
+
+
+def answer_status(sock: socket.socket, deadline: float) -> int | None:
+    """The status of the server's answer on ``sock``; None if it closed the connection
+    without one. Fails if there is neither by ``deadline`` (``time.monotonic()``)."""
+    sock.settimeout(max(deadline - time.monotonic(), 0.01))
+    response = HTTPResponse(sock)
+    try:
+        response.begin()
+    except ConnectionResetError:  # http.client.RemoteDisconnected too: a close, no answer
+        return None
+    except TimeoutError:
+        pytest.fail("no answer, and the connection is still open")
+    finally:
+        response.close()
+    return response.status
+
+
+def stream_until_answered(port: int, length: int | None) -> tuple[int, int | None]:
+    """POST a CSV body of ``LARGE_BODY`` bytes, chunk by chunk, and stop sending as soon as
+    the server answers or closes: the bytes sent by then, and its answer's status."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(request_head(port, length))
+        sent = 0
+        while sent < LARGE_BODY:
+            readable, writable, _ = select.select([sock], [sock], [], 10)
+            if readable or not writable:
+                break
+            framed = CHUNK if length is not None else b"%x\r\n%s\r\n" % (len(CHUNK), CHUNK)
+            try:
+                sock.sendall(framed)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += len(CHUNK)
+        return sent, answer_status(sock, time.monotonic() + 30)
+
+
+@pytest.mark.parametrize("length", [LARGE_BODY, None], ids=["content-length", "chunked"])
+def test_a_50_mb_body_is_refused_before_it_is_read(server: Server, length: int | None) -> None:
+    """413 (or the connection closed) while most of the body is still unsent: the server
+    counts what it receives (or reads the Content-Length) instead of reading it all first."""
+    sent, status = stream_until_answered(server.port, length)
+    assert status in (413, None)
+    assert sent < IN_FLIGHT, f"{sent} bytes were sent before the server answered"
+    assert_still_serving(server)
+
+
+def stall(port: int) -> socket.socket:
+    """A connection that sends a request's head and half its body, then nothing."""
+    body = GOOD_ROW * 8
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.sendall(request_head(port, len(body)) + body[: len(body) // 2])
+    return sock
+
+
+def test_stalled_requests_neither_block_others_nor_stay_open(server: Server) -> None:
+    stalled = [stall(server.port) for _ in range(STALLED)]
+    try:
+        time.sleep(0.5)  # for the server to take them in before the request below
+        started = time.monotonic()
+        status, body = invoke(server, GOOD_ROW)
+        assert status == 200, body
+        assert time.monotonic() - started < ANSWER_SECONDS
+        deadline = started + ANSWER_SECONDS + READ_TIMEOUT
+        for sock in stalled:  # each answered 408 (or another 4xx), or simply closed
+            status = answer_status(sock, deadline)
+            assert status is None or 400 <= status < 500, status
+    finally:
+        for sock in stalled:
+            sock.close()
+    assert_still_serving(server)

@@ -328,10 +328,16 @@ def run_peer(
     url = f"http://127.0.0.1:{port}"
     try:
         bench.wait_until_warm(url, probe)
-        results = bench.run_cases(
-            url, cases, options.duration, options.connections, options.threads, options.warmup
-        )
         roots = [process.pid] + (mms_processes(bench, env) if server == "toolkit" else [])
+        results = bench.run_cases(
+            url,
+            cases,
+            options.duration,
+            options.connections,
+            options.threads,
+            options.warmup,
+            server_roots=roots,
+        )
         memory = bench.memory(roots).as_dict()
     finally:
         bench.stop(process)
@@ -389,6 +395,20 @@ def model_table(bench: ModuleType, figures: dict[str, dict[str, Any] | None]) ->
                     ours["requests_per_second"], theirs and theirs["requests_per_second"]
                 )
                 line.append(fmt(value, "{:.2f}x"))
+        lines.append(line)
+    return bench.table(lines)
+
+
+def cpu_table(bench: ModuleType, figures: dict[str, dict[str, Any] | None]) -> str:
+    """CPU ms per answer, every process of each server: the figure that other jobs on the
+    machine disturb least, unlike requests/s."""
+    servers = [s for s in SERVERS if figures.get(s)]
+    lines = [["case", *(f"{SERVERS[s]} CPU ms/req" for s in servers)]]
+    for case, ours in by_case(figures["ours"]).items():
+        line = [ours["label"]]
+        for server in servers:
+            r = by_case(figures[server]).get(case)
+            line.append(fmt(r and r.get("cpu_ms_per_request"), "{:.2f}"))
         lines.append(line)
     return bench.table(lines)
 
@@ -625,6 +645,7 @@ def render(
     ]
     for model, figures in all_figures.items():
         out += ["", f"== {MODELS[model]} ==", model_table(bench, figures), ""]
+        out += [cpu_table(bench, figures), ""]
         out.append(start_table(bench, figures))
         inprocess = (figures.get("ours") or {}).get("inprocess")
         if inprocess:

@@ -115,6 +115,15 @@ class Result:
     status_errors: int = 0  # answers that were not 2xx/3xx
     rows: int = 0
     load_generator: str = "wrk"
+    server_cpu_seconds: float | None = None  # user + system, every process of the server
+
+    @property
+    def cpu_ms_per_request(self) -> float | None:
+        """The server's CPU time per answer: unlike requests/s, it hardly moves when other
+        jobs share the machine, so it compares servers measured at different moments."""
+        if self.server_cpu_seconds is None or not self.requests:
+            return None
+        return self.server_cpu_seconds * 1000 / self.requests
 
     @property
     def requests_per_second(self) -> float:
@@ -129,6 +138,7 @@ class Result:
             **asdict(self),
             "requests_per_second": round(self.requests_per_second, 1),
             "rows_per_second": round(self.rows_per_second, 1),
+            "cpu_ms_per_request": _round(self.cpu_ms_per_request, 3),
         }
 
 
@@ -381,18 +391,24 @@ def run_cases(
     warmup: float = 1.0,
     load_generator: str = "wrk",
     progress: Callable[[str], None] | None = None,
+    server_roots: Sequence[int] = (),
 ) -> list[Result]:
-    """Each case: a warm-up (not counted), then the measured run."""
+    """Each case: a warm-up (not counted), then the measured run; with ``server_roots``, the
+    CPU time of those processes and their descendants during the measured run too."""
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         for case in cases:
             for seconds, measured in ((warmup, False), (duration, True)):
                 if seconds <= 0:
                     continue
+                pids = [p.pid for p in process_tree(server_roots, read_processes())]
+                used_before = cpu_seconds(pids)
                 if load_generator == "wrk":
                     result = run_wrk(base_url, case, seconds, connections, threads, Path(tmp))
                 else:
                     result = run_python_load(base_url, case, seconds, connections)
+                if pids:
+                    result.server_cpu_seconds = cpu_seconds(pids) - used_before
                 if measured:
                     results.append(result)
                     if progress:
@@ -567,6 +583,20 @@ def read_processes(proc: Path = Path("/proc")) -> dict[int, Process]:
     return found
 
 
+def cpu_seconds(pids: Iterable[int], proc: Path = Path("/proc")) -> float:
+    """User + system CPU seconds the processes have used so far (those gone count 0)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            stat = (proc / str(pid) / "stat").read_text()
+        except OSError:
+            continue
+        # After the ")" that ends the command name: state is field 3, utime 14, stime 15.
+        fields = stat.rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def process_tree(roots: Iterable[int], processes: Mapping[int, Process]) -> list[Process]:
     """``roots`` and all their descendants, parents before children."""
     children: dict[int, list[int]] = {}
@@ -661,9 +691,10 @@ def _ms(seconds: float | None) -> str:
 
 def format_results(results: Sequence[Result]) -> str:
     """The load figures as a plain table."""
-    header = ("case", "req/s", "rows/s", "p50 ms", "p99 ms", "errors")
+    header = ("case", "req/s", "rows/s", "p50 ms", "p99 ms", "CPU ms/req", "errors")
     lines = [header]
     for r in results:
+        cpu = r.cpu_ms_per_request
         lines.append(
             (
                 r.label,
@@ -671,6 +702,7 @@ def format_results(results: Sequence[Result]) -> str:
                 f"{r.rows_per_second:,.0f}" if r.rows else "-",
                 f"{r.p50_ms:.2f}",
                 f"{r.p99_ms:.2f}",
+                "-" if cpu is None else f"{cpu:.2f}",
                 str(r.errors + r.status_errors),
             )
         )
@@ -807,6 +839,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 url = args.url.rstrip("/")
             report["url"] = url
             wait_until_warm(url, probe)
+            pid = process.pid if process else args.pid
             results = run_cases(
                 url,
                 cases,
@@ -816,8 +849,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.warmup,
                 args.load_generator,
                 say,
+                server_roots=[pid] if pid else [],
             )
-            pid = process.pid if process else args.pid
             if pid:
                 report["memory"] = memory([pid]).as_dict()
         finally:

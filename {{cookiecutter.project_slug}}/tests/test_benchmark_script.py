@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -173,7 +174,18 @@ def test_workers_under_java_and_nginx() -> None:
 def sample_report() -> tuple[dict[str, Any], list[Any]]:
     results = [
         bench.Result("ping", "GET /ping", 50_000, 10.0, 0.31, 1.2),
-        bench.Result("10000", "POST 10000-row CSV", 200, 10.0, 70.0, 150.0, 0, 3, rows=10_000),
+        bench.Result(
+            "10000",
+            "POST 10000-row CSV",
+            200,
+            10.0,
+            70.0,
+            150.0,
+            0,
+            3,
+            rows=10_000,
+            server_cpu_seconds=9.5,
+        ),
     ]
     report = {
         "url": "http://127.0.0.1:8080",
@@ -197,12 +209,26 @@ def sample_report() -> tuple[dict[str, Any], list[Any]]:
     return report, results
 
 
+def test_cpu_seconds_read_from_proc(tmp_path: Path) -> None:
+    ticks = os.sysconf("SC_CLK_TCK")
+    # utime and stime are fields 14 and 15; a command name may hold spaces and ")".
+    fields = ["S", "1", *["0"] * 9, str(3 * ticks), str(ticks), *["0"] * 30]
+    (tmp_path / "7").mkdir()
+    (tmp_path / "7" / "stat").write_text(f"7 (odd) name) {' '.join(fields)}\n")
+    assert bench.cpu_seconds([7], proc=tmp_path) == 4.0
+    assert bench.cpu_seconds([7, 8], proc=tmp_path) == 4.0  # 8 has gone
+    assert bench.cpu_seconds([os.getpid()]) > 0
+    assert bench.Result("1", "x", 0, 1.0, 0, 0, server_cpu_seconds=1.0).cpu_ms_per_request is None
+
+
 def test_table_and_report() -> None:
     report, results = sample_report()
     lines = bench.format_results(results).splitlines()
-    assert lines[0].split() == ["case", "req/s", "rows/s", "p50", "ms", "p99", "ms", "errors"]
-    assert lines[1].split() == ["GET", "/ping", "5,000", "-", "0.31", "1.20", "0"]
-    assert lines[2].split()[3:] == ["20", "200,000", "70.00", "150.00", "3"]
+    assert lines[0].split() == [
+        *("case", "req/s", "rows/s", "p50", "ms", "p99", "ms", "CPU", "ms/req", "errors")
+    ]
+    assert lines[1].split() == ["GET", "/ping", "5,000", "-", "0.31", "1.20", "-", "0"]
+    assert lines[2].split()[3:] == ["20", "200,000", "70.00", "150.00", "47.50", "3"]
     assert len({len(line) for line in lines}) == 1  # aligned columns
     text = bench.format_report(report, results)
     assert "machine: Some CPU, 2 cores, load average 0.50" in text
@@ -246,6 +272,7 @@ def test_cold_start_and_ping_with_the_builtin_client(trained: Paths, tmp_path: P
     assert ping["label"] == "GET /ping"
     assert ping["requests"] > 0
     assert ping["errors"] == ping["status_errors"] == 0
+    assert ping["cpu_ms_per_request"] > 0  # the server's processes, not this client's
     assert report["memory"]["workers"] >= 1
     assert report["memory"]["rss_per_worker_mib"] > 0
     assert report["exit_code"] == 0

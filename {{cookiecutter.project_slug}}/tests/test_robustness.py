@@ -308,6 +308,12 @@ def stall(port: int) -> socket.socket:
     return sock
 
 
+def test_clients_that_leave_mid_body_leave_the_server_serving(server: Server) -> None:
+    for _ in range(STALLED):
+        stall(server.port).close()
+    assert_still_serving(server)
+
+
 def test_stalled_requests_neither_block_others_nor_stay_open(server: Server) -> None:
     stalled = [stall(server.port) for _ in range(STALLED)]
     try:
@@ -324,3 +330,11 @@ def test_stalled_requests_neither_block_others_nor_stay_open(server: Server) -> 
         for sock in stalled:
             sock.close()
     assert_still_serving(server)
+
+
+def test_no_request_of_this_module_was_answered_with_a_5xx(server: Server) -> None:
+    """The server's own request log, which also holds the answers no client read."""
+    time.sleep(0.5)  # the workers write each line after the answer
+    lines = server.request_lines()
+    assert len(lines) > 100
+    assert [line for line in lines if line["status"] >= 500] == []

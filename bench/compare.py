@@ -285,6 +285,16 @@ def mms_processes(bench: ModuleType, env: Path) -> list[int]:
     ]
 
 
+def toolkit_leftovers() -> set[Path]:
+    """What the toolkit leaves on the machine: the MMS config it writes to /etc, and the
+    Unix sockets of MMS's workers in /tmp."""
+    return {
+        path
+        for path in (Path("/etc/sagemaker-mms.properties"), *Path("/tmp").glob(".mms.sock.*"))
+        if path.exists()
+    }
+
+
 def run_peer(
     bench: ModuleType,
     server: str,
@@ -313,6 +323,7 @@ def run_peer(
     cases = bench.build_cases(options.cases.split(","), rows, header)
     probe = bench.build_cases(["1"], rows, header)[0]
     log = work / "logs" / f"{server}-{model}.log"
+    found_before = toolkit_leftovers()
     process, cold = bench.measure_cold_start(command, environment, port, probe, cwd=cwd, log=log)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -324,6 +335,9 @@ def run_peer(
         memory = bench.memory(roots).as_dict()
     finally:
         bench.stop(process)
+        if server == "toolkit":
+            for path in toolkit_leftovers() - found_before:
+                path.unlink(missing_ok=True)
     return {
         "url": url,
         "cold_start": vars(cold),

@@ -11,8 +11,11 @@ import errno
 import io
 import json
 import logging
+import subprocess
+import sys
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -368,6 +371,65 @@ def test_an_answer_has_no_custom_attributes_unless_predict_sets_them(client: Cli
     )
     assert status == 200
     assert inference.CUSTOM_ATTRIBUTES_HEADER.lower() not in answer_headers
+
+
+@pytest.fixture
+def stuck_service(service_with_predict) -> Iterator[ModelService]:
+    """A loaded service whose predictions hang until the test is over."""
+    release = threading.Event()
+
+    def stuck_predict(loaded: Any, features: np.ndarray) -> np.ndarray:
+        release.wait(30)
+        return np.zeros(len(features))
+
+    yield service_with_predict(stuck_predict)
+    release.set()
+
+
+def start_predicting(service: ModelService) -> None:
+    threading.Thread(target=service.predict, args=(REQUEST_ROWS,), daemon=True).start()
+
+
+def test_longest_prediction_is_the_age_of_the_oldest_one_running(
+    stuck_service: ModelService, service: ModelService
+) -> None:
+    assert stuck_service.longest_prediction() == 0.0
+    start_predicting(stuck_service)
+    time.sleep(0.3)
+    assert 0.3 <= stuck_service.longest_prediction() < 30
+    service.predict(REQUEST_ROWS)
+    assert service.longest_prediction() == 0.0  # finished predictions do not count
+
+
+def test_a_prediction_stuck_for_twice_the_timeout_is_reported_once(
+    stuck_service: ModelService,
+) -> None:
+    reported: list[float] = []
+    watchdog = inference.watch_for_stuck_predictions(
+        stuck_service, timeout=0.2, on_stuck=reported.append, interval=0.02
+    )
+    start_predicting(stuck_service)
+    watchdog.join(timeout=10)
+    assert not watchdog.is_alive()
+    assert len(reported) == 1
+    assert reported[0] > inference.STUCK_AFTER_TIMEOUTS * 0.2
+
+
+def test_a_worker_with_a_stuck_prediction_exits_for_its_supervisor_to_replace() -> None:
+    stopped = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from {{ cookiecutter.package_name }}.inference import stop_worker; stop_worker(125.0)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert stopped.returncode == inference.STUCK_EXIT_CODE
+    # Not 3 or 4: uvicorn's and gunicorn's supervisors would stop instead of replacing it.
+    assert stopped.returncode not in (3, 4)
+    assert "a prediction has been running for 125 s" in stopped.stderr
 
 
 def test_response_attributes_must_be_visible_ascii() -> None:

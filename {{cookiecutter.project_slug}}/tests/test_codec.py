@@ -1,3 +1,4 @@
+import csv
 import io
 import json
 import random
@@ -244,6 +245,13 @@ def test_encoders() -> None:
     assert encode(scores, CSV) == b"0.25,0.75\n1.0,0.0\n"
     assert encode(scores, JSONLINES) == b"[0.25, 0.75]\n[1.0, 0.0]\n"
     np.testing.assert_array_equal(np.load(io.BytesIO(encode(scores, NPY))), scores)
+
+
+def test_csv_labels_with_commas_quotes_or_newlines_are_quoted() -> None:
+    labels = np.array(["a,b", 'say "hi"', "two\nlines", "plain"])
+    encoded = encode(labels, CSV).decode()
+    assert encoded.startswith('"a,b"\n"say ""hi"""\n')
+    assert [row for (row,) in csv.reader(io.StringIO(encoded))] == labels.tolist()
 
 
 def test_object_predictions_are_encoded_without_pickles() -> None:

@@ -88,6 +88,41 @@ def test_a_large_batch_is_one_request(server: Server) -> None:
     assert body.decode().splitlines() == ["setosa"] * 50_000
 
 
+def test_ping_answers_within_2_s_under_full_load(server: Server) -> None:
+    """SageMaker allows /ping 2 s, busy or not, before it counts the instance unhealthy.
+
+    Twelve clients keep every worker busy with 1.6 MB batches meanwhile: more requests in
+    flight than the flask stacks' prediction threads, so /ping must not queue behind them.
+    """
+    batch = b"6.3,3.3,6.0,2.5\n" * 100_000
+    stop = threading.Event()
+    statuses: list[int] = []
+
+    def client() -> None:
+        while not stop.is_set():
+            answer = http("POST", server.url + "/invocations", batch, {"Content-Type": "text/csv"})
+            statuses.append(answer[0])
+
+    clients = [threading.Thread(target=client) for _ in range(12)]
+    for thread in clients:
+        thread.start()
+    pings: list[tuple[int | None, float]] = []
+    try:
+        time.sleep(1.0)  # every client has a request in flight
+        for _ in range(10):
+            begun = time.monotonic()
+            pings.append((server.ping(), time.monotonic() - begun))
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        for thread in clients:
+            thread.join(timeout=60)
+    assert statuses, "no prediction finished"
+    assert set(statuses) == {200}
+    assert {status for status, _ in pings} == {200}, pings
+    assert max(seconds for _, seconds in pings) < 2.0, pings
+
+
 def test_sigterm_lets_an_in_flight_request_finish(serving_dir: Path) -> None:
     server = Server(serving_dir, free_port(), SAGEMAKER_MODEL_SERVER_WORKERS="1")
     server.wait_until_healthy()

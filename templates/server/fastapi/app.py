@@ -25,7 +25,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import access_log
 from .environment import Paths, ServerSettings
-from .inference import CUSTOM_ATTRIBUTES_HEADER, InvocationError, ModelService
+from .inference import (
+    CUSTOM_ATTRIBUTES_HEADER,
+    InvocationError,
+    ModelService,
+    watch_for_stuck_predictions,
+)
 
 # What asyncio.wait_for raises on timeout: the builtin from Python 3.11, its own class before.
 TIMED_OUT = (TimeoutError, asyncio.TimeoutError)
@@ -134,6 +139,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service.start_loading()
+        watch_for_stuck_predictions(service, settings.timeout)
         yield
 
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)

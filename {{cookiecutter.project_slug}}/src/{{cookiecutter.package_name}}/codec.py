@@ -17,6 +17,7 @@ up with its input. Anything that cannot be read raises ``CodecError`` (a 400) wi
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 from collections.abc import Callable
@@ -205,11 +206,10 @@ def _plain(predictions: np.ndarray) -> np.ndarray:
 
 
 def encode_csv(predictions: np.ndarray) -> bytes:
+    """One line per prediction; a label with a comma, quote or newline is quoted."""
     buffer = io.StringIO()
     values = _plain(predictions)
-    for row in values.reshape(len(values), -1).tolist():
-        buffer.write(",".join(map(str, row)))
-        buffer.write("\n")
+    csv.writer(buffer, lineterminator="\n").writerows(values.reshape(len(values), -1).tolist())
     return buffer.getvalue().encode("utf-8")
 
 

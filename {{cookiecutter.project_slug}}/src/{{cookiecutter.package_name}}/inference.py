@@ -9,14 +9,21 @@ answering 503 (with the reason in the log) if loading failed.
 ``model.predict``: during the call, ``custom_attributes()`` returns the request's header,
 and ``set_response_attributes(text)`` sets the header of the answer (to echo it:
 ``set_response_attributes(custom_attributes())``). Without a call, the answer has none.
+
+A prediction that outlives its request's timeout keeps its thread: Python cannot stop it.
+``watch_for_stuck_predictions`` ends the worker process once one has run for twice the
+timeout, and the server starts a fresh worker in its place, rather than let stuck threads
+pile up until the worker answers nothing but 504s while ``/ping`` still says 200.
 """
 
 from __future__ import annotations
 
 import contextvars
 import enum
+import itertools
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -32,6 +39,12 @@ from .environment import METADATA_FILE
 
 log = logging.getLogger(__name__)
 
+
+# A prediction still running after this many request timeouts is stuck.
+STUCK_AFTER_TIMEOUTS = 2
+# How a worker ends when a prediction is stuck: not 3 or 4, which tell uvicorn's and
+# gunicorn's supervisors that the app cannot start at all (they would stop, not replace it).
+STUCK_EXIT_CODE = os.EX_SOFTWARE
 
 # How long a request waits for a model that is still loading (a multi-worker server's
 # /ping may be answered by a worker whose copy is ready while this one's is not).
@@ -109,6 +122,9 @@ class ModelService:
         self._predict: Callable[[Any, np.ndarray], np.ndarray] | None = None
         self._lock = threading.Lock()
         self._settled = threading.Event()  # Set once loading has succeeded or failed.
+        self._started: dict[int, float] = {}  # Predictions running: id -> monotonic start.
+        self._started_lock = threading.Lock()
+        self._ids = itertools.count()
 
     @property
     def ready(self) -> bool:
@@ -170,10 +186,22 @@ class ModelService:
         if np.isinf(features).any():
             row = int(np.isinf(features).any(axis=1).argmax())
             raise InvocationError(400, f"features must be finite: row {row + 1} has infinity")
+        with self._started_lock:
+            prediction = next(self._ids)
+            self._started[prediction] = time.monotonic()
         try:
             return self._predict(self._model, features)
         except ValueError as exc:  # What ML libraries raise for input they cannot score.
             raise InvocationError(400, f"cannot predict on this input: {exc}") from None
+        finally:
+            with self._started_lock:
+                del self._started[prediction]
+
+    def longest_prediction(self) -> float:
+        """Seconds the oldest prediction still running has taken; 0.0 when none is running."""
+        with self._started_lock:
+            started = min(self._started.values(), default=None)
+        return 0.0 if started is None else time.monotonic() - started
 
     def invoke(
         self,
@@ -198,3 +226,34 @@ class ModelService:
         finally:
             _attributes.reset(token)
         return Answer(codec.encode(predictions, response_type), response_type, current.response)
+
+
+def stop_worker(seconds: float) -> None:
+    """End this worker process at once: the server's supervisor starts a new one."""
+    log.critical(
+        "a prediction has been running for %.0f s: stopping this worker, which the server "
+        "replaces (requests still in flight on it are cut)",
+        seconds,
+    )
+    logging.shutdown()
+    os._exit(STUCK_EXIT_CODE)  # A graceful exit would wait forever for the stuck thread.
+
+
+def watch_for_stuck_predictions(
+    service: ModelService,
+    timeout: float,
+    on_stuck: Callable[[float], None] = stop_worker,
+    interval: float = 1.0,
+) -> threading.Thread:
+    """Call ``on_stuck(seconds)`` once a prediction has run ``STUCK_AFTER_TIMEOUTS`` times
+    ``timeout``; checked every ``interval`` s by a daemon thread, which then ends."""
+
+    def watch() -> None:
+        limit = STUCK_AFTER_TIMEOUTS * timeout
+        while (seconds := service.longest_prediction()) <= limit:
+            time.sleep(interval)
+        on_stuck(seconds)
+
+    watchdog = threading.Thread(target=watch, name="prediction-watchdog", daemon=True)
+    watchdog.start()
+    return watchdog

@@ -93,13 +93,15 @@ def soak(
     args: argparse.Namespace,
     progress: Callable[[Sample], None] = lambda sample: None,
 ) -> list[Sample]:
-    """Slices of load until ``args.minutes`` have passed, each followed by an RSS sample."""
+    """``args.minutes`` of load in slices of ``args.interval`` seconds, each followed by an
+    RSS sample."""
     samples: list[Sample] = []
-    total = args.minutes * 60
+    slices = max(1, round(args.minutes * 60 / args.interval))
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
-        while (begun := time.monotonic() - started) < total:
-            result = load_slice(url, case, min(args.interval, total - begun), args, Path(tmp))
+        for _ in range(slices):
+            begun = time.monotonic() - started
+            result = load_slice(url, case, args.interval, args, Path(tmp))
             ended = time.monotonic() - started
             sample = Sample(ended, begun < args.warmup, result, worker_rss(pid))
             samples.append(sample)

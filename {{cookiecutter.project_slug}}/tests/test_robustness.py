@@ -33,18 +33,25 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-
+{% if cookiecutter.__web == "flask" %}
+from {{ cookiecutter.package_name }}.gunicorn_server import THREADS_PER_WORKER
+{% endif %}
 from .support import N_FEATURES, PROJECT, SAMPLE_REQUEST, Server, healthy_server
 
 # A client may go silent this long mid-request (MODEL_SERVER_READ_TIMEOUT; 20 s by default).
 READ_TIMEOUT = 2
-# Stalled connections at once: more than 2 workers x 4 threads could hold.
-STALLED = 10
+{%- if cookiecutter.__web == "flask" %}
+# Stalled connections at once: more than the server's 2 workers have threads.
+STALLED = 2 * THREADS_PER_WORKER + 8
+{%- else %}
+# Stalled connections at once: enough to hold every thread of a threaded server.
+STALLED = 72
+{%- endif %}
 {%- if cookiecutter.server == "flask-gunicorn" %}
 # gunicorn's threads read request bodies themselves, with no proxy to buffer them: each
-# stalled connection holds one for READ_TIMEOUT, and a worker's 4 threads take its share of
+# stalled connection holds one for READ_TIMEOUT, and a worker's threads take its share of
 # STALLED in turns. A request queued behind them waits that long.
-ANSWER_SECONDS = math.ceil(STALLED / 4) * READ_TIMEOUT + 5
+ANSWER_SECONDS = math.ceil(STALLED / THREADS_PER_WORKER) * READ_TIMEOUT + 5
 {%- elif cookiecutter.server == "nginx-gunicorn-flask" %}
 # nginx buffers requests: stalled ones hold no gunicorn thread, and an answer comes at once.
 ANSWER_SECONDS = 5
@@ -308,6 +315,12 @@ def stall(port: int) -> socket.socket:
     return sock
 
 
+def test_clients_that_leave_mid_body_leave_the_server_serving(server: Server) -> None:
+    for _ in range(STALLED):
+        stall(server.port).close()
+    assert_still_serving(server)
+
+
 def test_stalled_requests_neither_block_others_nor_stay_open(server: Server) -> None:
     stalled = [stall(server.port) for _ in range(STALLED)]
     try:
@@ -324,3 +337,11 @@ def test_stalled_requests_neither_block_others_nor_stay_open(server: Server) -> 
         for sock in stalled:
             sock.close()
     assert_still_serving(server)
+
+
+def test_no_request_of_this_module_was_answered_with_a_5xx(server: Server) -> None:
+    """The server's own request log, which also holds the answers no client read."""
+    time.sleep(0.5)  # the workers write each line after the answer
+    lines = server.request_lines()
+    assert len(lines) > 100
+    assert [line for line in lines if line["status"] >= 500] == []

@@ -20,6 +20,7 @@ import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import access_log
@@ -45,6 +46,11 @@ class BodyStalled(InvocationError):
         super().__init__(408, f"the request body stopped arriving for {seconds} s")
 
 
+class BodyCutShort(InvocationError):
+    def __init__(self) -> None:
+        super().__init__(400, "the client left before the end of the request body")
+
+
 async def read_body(request: Request, limit: int, idle_seconds: float) -> bytes:
     """The request body, refused as soon as it is known to exceed ``limit`` bytes, or once
     nothing has arrived for ``idle_seconds``: uvicorn itself waits for a stalled body for
@@ -63,6 +69,8 @@ async def read_body(request: Request, limit: int, idle_seconds: float) -> bytes:
             return b"".join(chunks)
         except TimeoutError:
             raise BodyStalled(idle_seconds) from None
+        except ClientDisconnect:  # nobody reads the answer: it is for the request log
+            raise BodyCutShort() from None
         size += len(chunk)
         if size > limit:
             raise PayloadTooLarge(limit)

@@ -100,8 +100,8 @@ def create_app(
             body = read_body(settings.max_payload_bytes)
         except ClientDisconnected:
             # Nothing came for read_timeout s (gunicorn_server's limit), or the client left.
-            seconds = settings.read_timeout
-            return text_response(f"the request body stopped arriving for {seconds} s", 408)
+            reason = f"nothing for {settings.read_timeout} s, or the client left"
+            return text_response(f"the request body stopped arriving ({reason})", 408)
         g.bytes_in = len(body)
         future = predictions.submit(
             service.invoke,

@@ -247,11 +247,20 @@ def test_encoders() -> None:
     np.testing.assert_array_equal(np.load(io.BytesIO(encode(scores, NPY))), scores)
 
 
-def test_csv_labels_with_commas_quotes_or_newlines_are_quoted() -> None:
-    labels = np.array(["a,b", 'say "hi"', "two\nlines", "plain"])
+@pytest.mark.parametrize("odd", ["a,b", 'say "hi"', "two\nlines", ""])
+def test_csv_labels_that_need_quotes_are_quoted(odd: str) -> None:
+    labels = np.array(["plain", odd, "plain"], dtype=object)
     encoded = encode(labels, CSV).decode()
-    assert encoded.startswith('"a,b"\n"say ""hi"""\n')
-    assert [row for (row,) in csv.reader(io.StringIO(encoded))] == labels.tolist()
+    assert [row for (row,) in csv.reader(io.StringIO(encoded, newline=""))] == labels.tolist()
+    assert encoded.startswith("plain\n")
+    assert encoded.endswith("\nplain\n")
+
+
+def test_csv_of_plain_labels_and_numbers_is_one_per_line() -> None:
+    assert encode(np.array(["setosa", "virginica"]), CSV) == b"setosa\nvirginica\n"
+    assert encode(np.array([1, 2]), CSV) == b"1\n2\n"
+    assert encode(np.array([0.5, 1e-20]), CSV) == b"0.5\n1e-20\n"
+    assert encode(np.array([], dtype=str), CSV) == b""
 
 
 def test_object_predictions_are_encoded_without_pickles() -> None:

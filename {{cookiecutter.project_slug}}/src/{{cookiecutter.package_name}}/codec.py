@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -197,6 +198,10 @@ def decode_npy(body: bytes) -> np.ndarray:
     return _matrix(array, "an array")
 
 
+# What makes the csv module quote a field (newlines are counted apart).
+_NEEDS_QUOTES = re.compile(r'[,"]')
+
+
 def _plain(predictions: np.ndarray) -> np.ndarray:
     """Predictions as an array of one row per input row (object arrays made concrete)."""
     values = np.asarray(predictions)
@@ -207,8 +212,18 @@ def _plain(predictions: np.ndarray) -> np.ndarray:
 
 def encode_csv(predictions: np.ndarray) -> bytes:
     """One line per prediction; a label with a comma, quote or newline is quoted."""
-    buffer = io.StringIO()
     values = _plain(predictions)
+    if len(values) == 0:
+        return b""
+    if values.ndim == 1:
+        # One value per row, nearly always plain labels or numbers: joined at once, unless
+        # one of them needs quoting (the csv module is three times slower).
+        items = values.tolist()
+        text = "\n".join(map(str, items))
+        plain = not _NEEDS_QUOTES.search(text) and text.count("\n") == len(items) - 1
+        if plain and "" not in items:  # csv writes an empty field as "", not as a blank line
+            return (text + "\n").encode("utf-8")
+    buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(values.reshape(len(values), -1).tolist())
     return buffer.getvalue().encode("utf-8")
 

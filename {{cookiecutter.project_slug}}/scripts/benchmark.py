@@ -501,17 +501,22 @@ def measure_cold_start(
 
 
 def wait_until_warm(base_url: str, probe: Case, quick: int = 10, timeout: float = 120.0) -> None:
-    """Until ``quick`` requests in a row, each on a new connection, answer 200 within 1 s.
+    """Until ``quick`` rounds in a row, each a ``/ping`` and ``probe`` on new connections,
+    are answered 200 within 1 s.
 
-    With several workers a new connection may reach one whose model is still loading.
+    With several workers a new connection may reach one whose model is still loading: its
+    ``/ping`` says 503, while a prediction would wait for the model and succeed.
     """
     deadline = time.monotonic() + timeout
     streak = 0
     while streak < quick:
         if time.monotonic() > deadline:
-            raise TimeoutError("the server did not answer predictions steadily")
+            raise TimeoutError("the server did not answer /ping and predictions steadily")
         begun = time.monotonic()
-        ok = http_status(base_url, probe.method, probe.path, probe.body) == 200
+        ok = (
+            http_status(base_url, "GET", "/ping") == 200
+            and http_status(base_url, probe.method, probe.path, probe.body) == 200
+        )
         streak = streak + 1 if ok and time.monotonic() - begun < 1 else 0
         if not ok:
             time.sleep(0.05)

@@ -33,6 +33,7 @@ import http.client
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -57,6 +58,8 @@ STARTUP_TIMEOUT_SECONDS = 120.0
 # Per request: long enough for a 10,000-row body behind a queue of others on a slow peer.
 REQUEST_TIMEOUT_SECONDS = 30
 PYTHON_LOAD_LABEL = "python (built-in client: checks that it runs, NOT for figures)"
+# What each worker of this project's server logs once its copy of the model is loaded.
+MODEL_LOADED = re.compile(rb"\[(\d+)\] \S+: model loaded from")
 
 # wrk calls init() with the arguments after "--" (a body file, its content type) before it
 # formats the request, and done() once at the end: one JSON line with what we report.
@@ -500,6 +503,28 @@ def measure_cold_start(
     return process, cold
 
 
+def wait_for_loaded_workers(
+    log: Path,
+    workers: int,
+    process: subprocess.Popen[bytes],
+    timeout: float = STARTUP_TIMEOUT_SECONDS,
+) -> None:
+    """Until ``workers`` processes of this project's server have logged that their model is
+    loaded.
+
+    Requests alone cannot tell: the kernel may hand every new connection to the worker that
+    is ready while another is still importing its ML library, and that one would answer the
+    load with 503s.
+    """
+    deadline = time.monotonic() + timeout
+    while len(set(MODEL_LOADED.findall(log.read_bytes()))) < workers:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode} while loading")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{workers} workers did not load the model within {timeout:.0f} s")
+        time.sleep(0.05)
+
+
 def wait_until_warm(base_url: str, probe: Case, quick: int = 10, timeout: float = 120.0) -> None:
     """Until ``quick`` rounds in a row, each a ``/ping`` and ``probe`` on new connections,
     are answered 200 within 1 s.
@@ -836,9 +861,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             if args.model_dir is not None:
                 say(f"starting python -m {PACKAGE} serve")
+                log = args.log or Path(tmp) / "server.log"
                 process, cold, url = start_server(
-                    args.model_dir, Path(tmp) / "opt_ml", args.workers, probe, args.log
+                    args.model_dir, Path(tmp) / "opt_ml", args.workers, probe, log
                 )
+                wait_for_loaded_workers(log, args.workers, process)
                 report["cold_start"] = asdict(cold)
             else:
                 url = args.url.rstrip("/")

@@ -256,6 +256,26 @@ def test_inprocess_predict(trained: Paths) -> None:
     assert bench.inprocess_rows_per_second(trained.model, rows, min_seconds=0.01) > 0
 
 
+def test_waits_for_every_worker_to_log_its_model_loaded(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    loaded = "2026-01-01 00:00:00,000 INFO [{}] pkg.inference: model loaded from /m in 1 s\n"
+    log.write_text(loaded.format(11) + loaded.format(11) + "INFO [12] pkg: loading\n")
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with pytest.raises(TimeoutError):  # one worker, logged twice, is not two
+            bench.wait_for_loaded_workers(log, 2, sleeper, timeout=0.2)
+        with log.open("a") as out:
+            out.write(loaded.format(12))
+        bench.wait_for_loaded_workers(log, 2, sleeper, timeout=5)
+        with pytest.raises(TimeoutError):
+            bench.wait_for_loaded_workers(log, 3, sleeper, timeout=0.2)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    with pytest.raises(RuntimeError, match="exited"):
+        bench.wait_for_loaded_workers(log, 3, sleeper, timeout=5)
+
+
 def test_cold_start_and_ping_with_the_builtin_client(trained: Paths, tmp_path: Path) -> None:
     """The script's own path: start the server, time its start, load /ping, read its RSS."""
     log = tmp_path / "server.log"
@@ -268,6 +288,8 @@ def test_cold_start_and_ping_with_the_builtin_client(trained: Paths, tmp_path: P
     assert "NOT for figures" in report["load_generator"]
     cold = report["cold_start"]
     assert 0 < cold["port_bound"] <= cold["first_ping_200"] <= cold["first_prediction"]
+    # The load began only once both workers had loaded: no 503 from one still loading.
+    assert len(set(bench.MODEL_LOADED.findall(log.read_bytes()))) == 2
     [ping] = report["results"]
     assert ping["label"] == "GET /ping"
     assert ping["requests"] > 0

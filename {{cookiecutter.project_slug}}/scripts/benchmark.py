@@ -577,12 +577,20 @@ def serve_environment(model_dir: Path, base: Path, port: int, workers: int) -> d
 def start_server(
     model_dir: Path, base: Path, workers: int, probe: Case, log: Path | None = None
 ) -> tuple[subprocess.Popen[bytes], ColdStart, str]:
-    """``python -m PACKAGE serve`` on ``model_dir`` (linked from ``base``) and a free port,
-    timed to its first prediction: the process, its cold start, and its URL."""
+    """``python -m PACKAGE serve`` on ``model_dir`` (linked from the scratch dir ``base``)
+    and a free port, timed to its first prediction, and then left until every worker has
+    loaded the model: the process, its cold start, and its URL. The server's output goes to
+    ``log``, else to ``base/serve.log``."""
     port = free_port()
     env = serve_environment(model_dir, base, port, workers)
+    log = log or base / "serve.log"
     command = [sys.executable, "-m", PACKAGE, "serve"]
     process, cold = measure_cold_start(command, env, port, probe, log=log)
+    try:
+        wait_for_loaded_workers(log, workers, process)
+    except BaseException:
+        stop(process)
+        raise
     return process, cold, f"http://127.0.0.1:{port}"
 
 
@@ -861,11 +869,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             if args.model_dir is not None:
                 say(f"starting python -m {PACKAGE} serve")
-                log = args.log or Path(tmp) / "server.log"
                 process, cold, url = start_server(
-                    args.model_dir, Path(tmp) / "opt_ml", args.workers, probe, log
+                    args.model_dir, Path(tmp) / "opt_ml", args.workers, probe, args.log
                 )
-                wait_for_loaded_workers(log, args.workers, process)
                 report["cold_start"] = asdict(cold)
             else:
                 url = args.url.rstrip("/")

@@ -39,7 +39,11 @@ file and nothing else:
 - ``save(model, model_dir)`` / ``load(model_dir)``: the native Keras format (``model.keras``,
   a zip of the architecture, the weights and the optimizer state) plus ``class_names.json``.
   ``load`` runs once per server worker: it sizes TensorFlow's thread pools with
-  ``threads_per_worker()`` first, since TensorFlow fixes them when its runtime starts.
+  ``threads_per_worker()`` first, since TensorFlow fixes them when its runtime starts, and
+  then runs the network on a batch of one row and one of two. Keras traces its forward pass
+  on the first call of each batch shape, and after the second shape it traces one for any
+  batch size: without this, the first two requests a worker served would take 40-70 ms
+  more.
 - ``predict(model, features)``: one ``predict_on_batch`` call for the whole batch (a compiled
   forward pass in inference mode: dropout off; unlike ``predict``, no per-call loop or
   progress bar), then the most probable class name per row. NaN is refused (HTTP 400).
@@ -305,6 +309,8 @@ def load(model_dir: Path) -> Classifier:
     _size_thread_pools(threads_per_worker())
     # No optimizer, loss or metrics: the server only runs the network forward.
     network = keras.models.load_model(model_dir / MODEL_FILE, compile=False)
+    for rows in (1, 2):  # Trace the forward pass now, for every batch size (see above).
+        network.predict_on_batch(np.zeros((rows, *network.input_shape[1:]), np.float32))
     class_names = json.loads((model_dir / CLASS_NAMES_FILE).read_text())
     return Classifier(network=network, class_names=np.asarray(class_names))
 

@@ -23,7 +23,7 @@ import pytest
 
 from {{ cookiecutter.package_name }} import model
 
-from .support import SAMPLE_REQUEST, STARTUP_SECONDS, Server, free_port, http
+from .support import SAMPLE_REQUEST, STARTUP_SECONDS, Server, free_port, healthy_server, http
 
 
 def test_every_worker_loads_the_model_once_and_says_so(server: Server) -> None:
@@ -250,6 +250,44 @@ def test_a_killed_worker_is_replaced(serving_dir: Path) -> None:
             assert status == 200, body
     finally:
         assert server.stop()[0] == 0
+
+
+GIL_HOLD_SECONDS = 6
+# The test server's every process imports this first (as sitecustomize, from PYTHONPATH).
+GIL_HOLDING_PREDICT = f"""
+import ctypes
+
+from {{ cookiecutter.package_name }} import model
+
+_predict = model.predict
+
+
+def predict(loaded, features):
+    if features[0, 0] == -1:  # libc's sleep() through PyDLL, which keeps the GIL
+        ctypes.PyDLL(None).sleep({GIL_HOLD_SECONDS})
+    return _predict(loaded, features)
+
+
+model.predict = predict
+"""
+
+
+def test_a_prediction_holding_the_gil_gets_its_answer(serving_dir: Path, tmp_path: Path) -> None:
+    """A predict that stays in native code without releasing the GIL freezes every thread of
+    its worker, health checks included, for as long as it runs. Within the request timeout it
+    must still be answered (uvicorn's supervisor, left to its defaults, kills a worker that
+    misses its health check for 5 s), and no worker is replaced."""
+    (tmp_path / "sitecustomize.py").write_text(GIL_HOLDING_PREDICT)
+    with healthy_server(serving_dir, PYTHONPATH=str(tmp_path)) as server:
+        workers = server.worker_pids()
+        started = time.monotonic()
+        status, _, body = http(
+            "POST", server.url + "/invocations", b"-1,3.3,6.0,2.5\n", {"Content-Type": "text/csv"}
+        )
+        assert status == 200, body
+        assert time.monotonic() - started >= GIL_HOLD_SECONDS  # it did hold the GIL
+        assert http("GET", server.url + "/ping")[0] == 200
+        assert server.worker_pids() == workers, server.log.read_text()
 
 
 def descendants(pid: int) -> list[int]:

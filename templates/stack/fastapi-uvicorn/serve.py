@@ -11,7 +11,8 @@ a request body may stop arriving before the app answers 408; uvicorn has no such
 
 uvloop sets TCP_NODELAY on every connection it accepts (plain asyncio with several workers
 does not, which delays each response by the 40 ms of a delayed ACK). That, and the
-replacement of a worker that dies, are tested in ``tests/test_server.py``.
+replacement of a worker that dies, are tested in ``tests/test_server.py``; so is a predict
+that holds the GIL for seconds, which uvicorn's default health check would have killed.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ BACKLOG = 2048
 GRACEFUL_SHUTDOWN_SECONDS = 25
 # Longer than any client-side idle timeout SageMaker uses, so it never sees a reset.
 KEEP_ALIVE_SECONDS = 75
+# Beyond SAGEMAKER_MODEL_SERVER_TIMEOUT, before a worker that does not answer is killed.
+HEALTH_CHECK_MARGIN_SECONDS = 10
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,9 @@ def main() -> int:
         backlog=BACKLOG,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        # The supervisor kills a worker that misses its health check (5 s by default), as
+        # one does while a predict holds the GIL: allow what a request may take, and more.
+        timeout_worker_healthcheck=settings.timeout + HEALTH_CHECK_MARGIN_SECONDS,
         log_config=log_config(),  # applied again in each worker process
         access_log=False,  # the app logs each request as one JSON line (access_log.py)
     )

@@ -51,6 +51,11 @@ def test_csv_bodies(body: bytes) -> None:
         # pandas' to_json(orient="split"), with or without the index
         {"columns": list("abcd"), "data": ROWS.tolist()},
         {"columns": list("abcd"), "index": [7, 8], "data": ROWS.tolist()},
+        # MLflow's scoring server
+        {"dataframe_split": {"columns": list("abcd"), "data": ROWS.tolist()}},
+        {"dataframe_records": [dict(zip("abcd", row, strict=True)) for row in ROWS.tolist()]},
+        # SageMaker's built-in algorithms
+        {"instances": [{"features": row} for row in ROWS.tolist()]},
     ],
 )
 def test_json_bodies(document: object) -> None:
@@ -114,7 +119,14 @@ def test_missing_content_type_is_read_as_csv() -> None:
         (b"\xff\xfe", CSV, "not UTF-8"),
         (b"a,b\n", CSV, "header but no rows"),
         (b"{", JSON, "not valid JSON"),
-        (b'{"rows": []}', JSON, '"instances", "inputs" or "columns" and "data"'),
+        (b'{"rows": []}', JSON, '"instances", "inputs", "columns" and "data"'),
+        (b'{"instances": {"instances": [[1, 2]]}}', JSON, "rows of numbers"),
+        (b'{"dataframe_split": [[1, 2]]}', JSON, '"dataframe_split" must be an object'),
+        (b'{"dataframe_split": {"data": [[1, 2]]}}', JSON, '"dataframe_split" must be an object'),
+        (b'{"dataframe_records": [{"a": 1}, {"b": 2}]}', JSON, "record 2"),
+        (b'{"instances": [{"features": [1, 2]}, {"features": [3]}]}', JSON, "same length"),
+        # Within json.loads' depth on some Pythons: the decoder itself must not recurse.
+        (b'{"instances": ' * 1000 + b"[[1, 2]]" + b"}" * 1000, JSON, "numbers|too deeply"),
         (b"[[1, 2], [3]]", JSON, "same length"),
         (b'[["a", "b"]]', JSON, "rows of numbers"),
         (b"[]", JSON, "non-empty"),

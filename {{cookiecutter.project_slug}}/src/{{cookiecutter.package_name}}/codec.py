@@ -6,7 +6,9 @@ In, one row of features per record:
 - ``application/json``: ``{"instances": rows}``, ``{"inputs": rows}``, a list of rows, one
   row, or a pandas-style data frame without pandas: ``records`` (``[{"a": 1, "b": 2}, ...]``,
   features in the order of the first record's keys, every record with the same keys) or
-  ``split`` (``{"columns": [...], "data": rows}``, an ``"index"`` is ignored);
+  ``split`` (``{"columns": [...], "data": rows}``, an ``"index"`` is ignored); MLflow's
+  ``{"dataframe_split": split}`` and ``{"dataframe_records": records}``; and the records
+  of SageMaker's built-in algorithms, ``{"instances": [{"features": [...]}, ...]}``;
 - ``application/jsonlines``: one row per line, a list of numbers or ``{"features": [...]}``;
 - ``application/x-npy``: a NumPy ``.npy`` array (no pickles), 2-D, or 1-D for one row.
 
@@ -116,14 +118,17 @@ def _parse_json(text: str, what: str) -> Any:
         raise CodecError(f"{what} is nested too deeply") from None
 
 
-def _records(records: list[dict[str, Any]]) -> list[list[Any]]:
-    """Data frame ``records``: features in the order of the first record's keys."""
+def _records(records: list[dict[str, Any]]) -> list[Any]:
+    """Data frame ``records``: features in the order of the first record's keys; or, when
+    that one key is ``"features"``, each record's list of them."""
     columns = list(records[0])
     rows = []
     for number, record in enumerate(records, 1):
         if not isinstance(record, dict) or record.keys() != set(columns):
             raise CodecError(f"record {number} does not have the first record's keys {columns}")
         rows.append([record[column] for column in columns])
+    if columns == ["features"]:
+        return [features for [features] in rows]
     return rows
 
 
@@ -138,21 +143,31 @@ def _split(document: dict[str, Any]) -> Any:
     return data
 
 
-def _rows(document: Any) -> Any:
-    """The rows of a JSON request body, in any of the forms the module docstring lists."""
-    if isinstance(document, dict):
-        if "columns" in document and "data" in document:
-            return _split(document)
-        for key in ("instances", "inputs"):
-            if key in document:
-                return _rows(document[key])
-        raise CodecError(
-            'expected a list of rows, or an object with "instances", "inputs" '
-            'or "columns" and "data"'
-        )
+def _listed_rows(document: Any) -> Any:
+    """Rows, one row or records; anything else is left to ``_matrix`` to refuse."""
     if isinstance(document, list) and document and isinstance(document[0], dict):
         return _records(document)
     return document
+
+
+def _rows(document: Any) -> Any:
+    """The rows of a JSON request body, in any of the forms the module docstring lists."""
+    if not isinstance(document, dict):
+        return _listed_rows(document)
+    if "columns" in document and "data" in document:
+        return _split(document)
+    for key in ("instances", "inputs", "dataframe_records"):
+        if key in document:
+            return _listed_rows(document[key])  # One level: no recursion to exhaust.
+    if "dataframe_split" in document:
+        split = document["dataframe_split"]
+        if not isinstance(split, dict) or not {"columns", "data"} <= split.keys():
+            raise CodecError('"dataframe_split" must be an object with "columns" and "data"')
+        return _split(split)
+    raise CodecError(
+        'expected a list of rows, or an object with "instances", "inputs", "columns" and '
+        '"data", "dataframe_split" or "dataframe_records"'
+    )
 
 
 def decode_json(body: bytes) -> np.ndarray:

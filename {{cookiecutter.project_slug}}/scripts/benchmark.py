@@ -385,6 +385,22 @@ def run_python_load(base_url: str, case: Case, duration: float, connections: int
     )
 
 
+def run_load(
+    base_url: str,
+    case: Case,
+    seconds: float,
+    connections: int,
+    threads: int,
+    load_generator: str,
+    workdir: Path,
+) -> Result:
+    """One run of ``case`` for ``seconds``: by wrk (threads, a Lua script in ``workdir``) or
+    by the built-in client."""
+    if load_generator == "wrk":
+        return run_wrk(base_url, case, seconds, connections, threads, workdir)
+    return run_python_load(base_url, case, seconds, connections)
+
+
 def run_cases(
     base_url: str,
     cases: Sequence[Case],
@@ -404,12 +420,14 @@ def run_cases(
             for seconds, measured in ((warmup, False), (duration, True)):
                 if seconds <= 0:
                     continue
-                pids = [p.pid for p in process_tree(server_roots, read_processes())]
+                # The server's processes now (workers may have been replaced since the last run).
+                pids = []
+                if measured and server_roots:
+                    pids = [p.pid for p in process_tree(server_roots, read_processes())]
                 used_before = cpu_seconds(pids)
-                if load_generator == "wrk":
-                    result = run_wrk(base_url, case, seconds, connections, threads, Path(tmp))
-                else:
-                    result = run_python_load(base_url, case, seconds, connections)
+                result = run_load(
+                    base_url, case, seconds, connections, threads, load_generator, Path(tmp)
+                )
                 if pids:
                     result.server_cpu_seconds = cpu_seconds(pids) - used_before
                 if measured:
@@ -822,6 +840,12 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
 
 
+def check_model_dir(parser: argparse.ArgumentParser, folder: Path | None) -> None:
+    """A usage error unless ``folder`` (if given) is a directory."""
+    if folder is not None and not folder.is_dir():
+        parser.error(f"no model directory {folder} (make train-local writes one)")
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_server_arguments(parser)
@@ -842,8 +866,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.workers < 1 or args.connections < 1 or args.threads < 1 or args.duration <= 0:
         parser.error("--workers, --connections, --threads and --duration must be positive")
     for folder in (args.model_dir, args.inprocess_model_dir):
-        if folder is not None and not folder.is_dir():
-            parser.error(f"no model directory {folder} (make train-local writes one)")
+        check_model_dir(parser, folder)
     return args
 
 

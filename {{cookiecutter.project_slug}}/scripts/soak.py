@@ -78,14 +78,6 @@ def worker_rss(pid: int) -> dict[int, int]:
     return {worker.pid: worker.rss_kib for worker in bench.memory([pid]).workers}
 
 
-def load_slice(
-    url: str, case: bench.Case, seconds: float, args: argparse.Namespace, workdir: Path
-) -> bench.Result:
-    if args.load_generator == "wrk":
-        return bench.run_wrk(url, case, seconds, args.connections, args.threads, workdir)
-    return bench.run_python_load(url, case, seconds, args.connections)
-
-
 def soak(
     url: str,
     pid: int,
@@ -101,7 +93,15 @@ def soak(
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         for _ in range(slices):
             begun = time.monotonic() - started
-            result = load_slice(url, case, args.interval, args, Path(tmp))
+            result = bench.run_load(
+                url,
+                case,
+                args.interval,
+                args.connections,
+                args.threads,
+                args.load_generator,
+                Path(tmp),
+            )
             ended = time.monotonic() - started
             sample = Sample(ended, begun < args.warmup, result, worker_rss(pid))
             samples.append(sample)
@@ -228,8 +228,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--url needs --pid: the RSS is read from the server's processes")
     if min(args.minutes, args.interval, args.workers, args.connections, args.threads) <= 0:
         parser.error("--minutes, --interval, --workers, --connections and --threads: positive")
-    if args.model_dir is not None and not args.model_dir.is_dir():
-        parser.error(f"no model directory {args.model_dir} (make train-local writes one)")
+    bench.check_model_dir(parser, args.model_dir)
     return args
 
 

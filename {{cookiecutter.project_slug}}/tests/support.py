@@ -193,7 +193,7 @@ class Server:
             return None
 
     def loads(self) -> int:
-        return self.log.read_text().count("model loaded from")
+        return len(self.worker_pids())
 
     def worker_pids(self) -> list[int]:
         """The processes that loaded the model (the workers), in the order they did."""

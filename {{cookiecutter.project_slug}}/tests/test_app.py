@@ -374,16 +374,22 @@ def test_an_answer_has_no_custom_attributes_unless_predict_sets_them(client: Cli
 
 
 @pytest.fixture
-def stuck_service(service_with_predict) -> Iterator[ModelService]:
-    """A loaded service whose predictions hang until the test is over."""
+def hanging_predict() -> Iterator[Callable[[Any, np.ndarray], np.ndarray]]:
+    """A ``model.predict`` whose calls hang until the test is over (30 s at most)."""
     release = threading.Event()
 
-    def stuck_predict(loaded: Any, features: np.ndarray) -> np.ndarray:
+    def predict(loaded: Any, features: np.ndarray) -> np.ndarray:
         release.wait(30)
         return np.zeros(len(features))
 
-    yield service_with_predict(stuck_predict)
+    yield predict
     release.set()
+
+
+@pytest.fixture
+def stuck_service(service_with_predict, hanging_predict) -> ModelService:
+    """A loaded service whose predictions hang until the test is over."""
+    return service_with_predict(hanging_predict)
 
 
 def start_predicting(service: ModelService) -> None:
@@ -576,15 +582,10 @@ def test_every_documented_status_is_reachable(
     service: ModelService,
     trained: Paths,
     service_with_predict,
+    hanging_predict,
 ) -> None:
     csv = {"Content-Type": "text/csv"}
     sample = SAMPLE_REQUEST.read_bytes()
-    release = threading.Event()
-
-    def stuck_predict(loaded: Any, features: np.ndarray) -> np.ndarray:
-        release.wait(30)
-        return np.zeros(len(features))
-
     requests: dict[tuple[str, str, int], Callable[[], Response]] = {
         ("/ping", "get", 200): lambda: make_client(service)("GET", path),
         ("/ping", "get", 503): lambda: make_client(ModelService(trained.model))("GET", path),
@@ -605,11 +606,8 @@ def test_every_documented_status_is_reachable(
             "POST", path, sample, csv
         ),
         ("/invocations", "post", 504): lambda: make_client(
-            service_with_predict(stuck_predict), dataclasses.replace(SETTINGS, timeout=1)
+            service_with_predict(hanging_predict), dataclasses.replace(SETTINGS, timeout=1)
         )("POST", path, sample, csv),
     }
     assert (path, method, status) in requests, "the test knows no request that gets this status"
-    try:
-        assert requests[path, method, status]()[0] == status
-    finally:
-        release.set()
+    assert requests[path, method, status]()[0] == status

@@ -45,6 +45,12 @@ def test_server_settings_from_sagemaker_variables() -> None:
     assert settings.max_payload_bytes == 20 * 1024 * 1024
 
 
+def test_the_server_backstop_waits_beyond_the_request_timeout() -> None:
+    # nginx's proxy_read_timeout, gunicorn's timeout, uvicorn's worker health check.
+    assert ServerSettings.from_env({}).backstop_timeout == 70
+    assert ServerSettings.from_env({"SAGEMAKER_MODEL_SERVER_TIMEOUT": "5"}).backstop_timeout == 15
+
+
 def test_read_timeout_from_its_variable() -> None:
     assert ServerSettings.from_env({"MODEL_SERVER_READ_TIMEOUT": "5"}).read_timeout == 5
     with pytest.raises(ValueError, match="MODEL_SERVER_READ_TIMEOUT"):

@@ -25,12 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import access_log
 from .environment import Paths, ServerSettings
-from .inference import (
-    CUSTOM_ATTRIBUTES_HEADER,
-    InvocationError,
-    ModelService,
-    watch_for_stuck_predictions,
-)
+from .inference import CUSTOM_ATTRIBUTES_HEADER, InvocationError, ModelService
 
 # What asyncio.wait_for raises on timeout: the builtin from Python 3.11, its own class before.
 TIMED_OUT = (TimeoutError, asyncio.TimeoutError)
@@ -138,8 +133,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        service.start_loading()
-        watch_for_stuck_predictions(service, settings.timeout)
+        service.start_serving(settings.timeout)
         yield
 
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)

@@ -65,8 +65,8 @@ def log_request(response: Response) -> Response:
 def create_app(
     service: ModelService | None = None, settings: ServerSettings | None = None
 ) -> Flask:
-    """The app; whoever runs it calls ``service.start_loading()`` and starts the watchdog of
-    stuck predictions (see ``gunicorn_server``)."""
+    """The app; whoever runs it calls ``service.start_serving(timeout)`` (see
+    ``gunicorn_server``)."""
     service = service or ModelService(Paths.from_env().model)
     settings = settings or ServerSettings.from_env()
     predictions = ThreadPoolExecutor(PREDICT_THREADS, thread_name_prefix="predict")

@@ -28,8 +28,6 @@ BACKLOG = 2048
 GRACEFUL_SHUTDOWN_SECONDS = 25
 # Longer than any client-side idle timeout SageMaker uses, so it never sees a reset.
 KEEP_ALIVE_SECONDS = 75
-# Beyond SAGEMAKER_MODEL_SERVER_TIMEOUT, before a worker that does not answer is killed.
-HEALTH_CHECK_MARGIN_SECONDS = 10
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +61,7 @@ def main() -> int:
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         # The supervisor kills a worker that misses its health check (5 s by default), as
         # one does while a predict holds the GIL: allow what a request may take, and more.
-        timeout_worker_healthcheck=settings.timeout + HEALTH_CHECK_MARGIN_SECONDS,
+        timeout_worker_healthcheck=settings.backstop_timeout,
         log_config=log_config(),  # applied again in each worker process
         access_log=False,  # the app logs each request as one JSON line (access_log.py)
     )

@@ -104,7 +104,7 @@ def write_nginx_conf(run_dir: Path, socket: Path, settings: ServerSettings) -> P
             "socket": socket,
             "port": settings.port,
             "max_body": settings.max_payload_bytes,
-            "read_timeout": settings.timeout + 10,
+            "read_timeout": settings.backstop_timeout,
             "client_timeout": settings.read_timeout,
         }
     )

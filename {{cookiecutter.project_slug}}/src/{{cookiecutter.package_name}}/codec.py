@@ -132,6 +132,10 @@ def _records(records: list[dict[str, Any]]) -> list[Any]:
     return rows
 
 
+def _is_split(document: Any) -> bool:
+    return isinstance(document, dict) and {"columns", "data"} <= document.keys()
+
+
 def _split(document: dict[str, Any]) -> Any:
     """Data frame ``split``: ``{"columns": [...], "data": rows, "index": [...]}``."""
     columns, data = document["columns"], document["data"]
@@ -154,16 +158,15 @@ def _rows(document: Any) -> Any:
     """The rows of a JSON request body, in any of the forms the module docstring lists."""
     if not isinstance(document, dict):
         return _listed_rows(document)
-    if "columns" in document and "data" in document:
+    if _is_split(document):
         return _split(document)
     for key in ("instances", "inputs", "dataframe_records"):
         if key in document:
             return _listed_rows(document[key])  # One level: no recursion to exhaust.
     if "dataframe_split" in document:
-        split = document["dataframe_split"]
-        if not isinstance(split, dict) or not {"columns", "data"} <= split.keys():
+        if not _is_split(document["dataframe_split"]):
             raise CodecError('"dataframe_split" must be an object with "columns" and "data"')
-        return _split(split)
+        return _split(document["dataframe_split"])
     raise CodecError(
         'expected a list of rows, or an object with "instances", "inputs", "columns" and '
         '"data", "dataframe_split" or "dataframe_records"'

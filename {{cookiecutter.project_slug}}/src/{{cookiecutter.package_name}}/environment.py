@@ -22,6 +22,9 @@ DEFAULT_TIMEOUT_SECONDS = 60
 # before the server drops it: a stalled upload must not hold a worker thread for ever.
 # SageMaker's front end forwards a body it already has, so its requests never pause this long.
 DEFAULT_READ_TIMEOUT_SECONDS = 20
+# The server's own limits (a worker's heartbeat, a proxy's wait for its answer) sit this far
+# beyond SAGEMAKER_MODEL_SERVER_TIMEOUT: the app answers a slow prediction itself, first.
+BACKSTOP_MARGIN_SECONDS = 10
 DEFAULT_MAX_PAYLOAD_MB = 6
 # Batch transform accepts MaxPayloadInMB up to 100; 0 means "chunked", which we cap there.
 MAX_PAYLOAD_MB_CEILING = 100
@@ -187,6 +190,12 @@ class ServerSettings:
     max_concurrent_transforms: int | None = None
     batch_strategy: str = BATCH_STRATEGIES[0]
     max_payload_mb: int = DEFAULT_MAX_PAYLOAD_MB
+
+    @property
+    def backstop_timeout(self) -> int:
+        """How long the server's processes wait for a request's answer before they give up
+        on a worker: longer than any prediction may take, so no layer cuts one short."""
+        return self.timeout + BACKSTOP_MARGIN_SECONDS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ServerSettings:

@@ -138,6 +138,12 @@ class ModelService:
             self.state = State.LOADING
         threading.Thread(target=self._load, name="model-loader", daemon=True).start()
 
+    def start_serving(self, timeout: float) -> None:
+        """What a server worker calls once: load the model in the background, and end the
+        worker if a prediction gets stuck (``watch_for_stuck_predictions``)."""
+        self.start_loading()
+        watch_for_stuck_predictions(self, timeout)
+
     def load(self) -> None:
         """Load the model in this thread (once)."""
         with self._lock:

@@ -4,6 +4,7 @@ and the real server process."""
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
@@ -156,6 +157,13 @@ def http(
             return response.status, lower(response.headers.items()), response.read()
     except urllib.error.HTTPError as error:
         return error.code, lower(error.headers.items()), error.read()
+
+
+def npy(array: np.ndarray) -> bytes:
+    """``array`` as an ``application/x-npy`` body (no pickles)."""
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
 
 
 def lower(headers: Iterable[tuple[str, str]]) -> dict[str, str]:

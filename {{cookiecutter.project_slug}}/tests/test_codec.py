@@ -21,6 +21,8 @@ from {{ cookiecutter.package_name }}.codec import (
     negotiate,
 )
 
+from .support import npy
+
 ROWS = np.array([[5.1, 3.5, 1.4, 0.2], [6.3, 3.3, 6.0, 2.5]])
 
 
@@ -72,12 +74,6 @@ def test_json_bodies(document: object) -> None:
 )
 def test_jsonlines_bodies(body: bytes) -> None:
     np.testing.assert_array_equal(decode(body, JSONLINES), ROWS)
-
-
-def npy(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    return buffer.getvalue()
 
 
 def test_npy_bodies() -> None:

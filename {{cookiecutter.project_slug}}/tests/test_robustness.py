@@ -10,7 +10,6 @@ slow-loris clients that send half a request and stall.
 
 from __future__ import annotations
 
-import io
 import json
 {%- if cookiecutter.server == "flask-gunicorn" %}
 import math
@@ -36,7 +35,7 @@ from schemathesis.specs.openapi.checks import (
 {% if cookiecutter.__web == "flask" %}
 from {{ cookiecutter.package_name }}.gunicorn_server import THREADS_PER_WORKER
 {% endif %}
-from .support import N_FEATURES, PROJECT, SAMPLE_REQUEST, Server, healthy_server
+from .support import N_FEATURES, PROJECT, SAMPLE_REQUEST, Server, healthy_server, npy
 
 # A client may go silent this long mid-request (MODEL_SERVER_READ_TIMEOUT; 20 s by default).
 READ_TIMEOUT = 2
@@ -81,12 +80,6 @@ def invoke(server: Server, body: bytes, content_type: str | None = CSV) -> tuple
         return response.status, response.read()
     finally:
         connection.close()
-
-
-def npy(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
 
 
 def assert_still_serving(server: Server) -> None:

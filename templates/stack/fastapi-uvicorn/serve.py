@@ -11,14 +11,16 @@ a request body may stop arriving before the app answers 408; uvicorn has no such
 
 uvloop sets TCP_NODELAY on every connection it accepts (plain asyncio with several workers
 does not, which delays each response by the 40 ms of a delayed ACK). That, and the
-replacement of a worker that dies, are tested in ``tests/test_server.py``; so is a predict
-that holds the GIL for seconds, which uvicorn's default health check would have killed.
+replacement of a worker that dies (at once, even while a health check waits for it), are
+tested in ``tests/test_server.py``; so is a predict that holds the GIL for seconds, which
+uvicorn's default health check would have killed.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+from typing import TYPE_CHECKING
 
 from .environment import ServerSettings, configure_logging, log_config
 
@@ -28,6 +30,10 @@ BACKLOG = 2048
 GRACEFUL_SHUTDOWN_SECONDS = 25
 # Longer than any client-side idle timeout SageMaker uses, so it never sees a reset.
 KEEP_ALIVE_SECONDS = 75
+
+if TYPE_CHECKING:  # uvicorn itself is imported once the port is taken
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +48,27 @@ def listen(port: int, host: str = "0.0.0.0") -> socket.socket:
     return sock
 
 
+def supervisor(config: uvicorn.Config, sock: socket.socket) -> Multiprocess:
+    """uvicorn's ``Multiprocess`` supervisor on ``sock``, made to see at once a worker that
+    dies while its health check is waiting for the answer.
+
+    uvicorn keeps its own copy of each worker's end of the health-check pipe, so the pipe
+    never closes when the worker dies: a worker killed (by the OOM killer, say) just as a
+    check began went unnoticed for the whole check timeout. Closing that copy once the worker
+    has started (it has its own) makes its death end the wait.
+    """
+    from uvicorn.supervisors import Multiprocess
+
+    class Supervisor(Multiprocess):  # type: ignore[misc]
+        def keep_subprocess_alive(self) -> None:
+            for worker in self.processes:
+                if worker.process.pid is not None:  # started; closing twice is harmless
+                    worker.child_conn.close()
+            super().keep_subprocess_alive()
+
+    return Supervisor(config, sockets=[sock])
+
+
 def main() -> int:
     configure_logging()
     settings = ServerSettings.from_env()
@@ -49,7 +76,6 @@ def main() -> int:
     log.info("listening on port %d; starting %d workers", settings.port, settings.workers)
     # Imported once the port is taken: uvicorn alone costs about 0.2 s.
     import uvicorn
-    from uvicorn.supervisors import Multiprocess
 
     config = uvicorn.Config(
         f"{__package__}.app:app",
@@ -66,5 +92,5 @@ def main() -> int:
         access_log=False,  # the app logs each request as one JSON line (access_log.py)
     )
     # The supervisor even for one worker: a worker that dies is replaced, not the container.
-    Multiprocess(config, sockets=[sock]).run()
+    supervisor(config, sock).run()
     return 0

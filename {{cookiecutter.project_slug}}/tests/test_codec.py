@@ -269,6 +269,34 @@ def test_csv_of_plain_labels_and_numbers_is_one_per_line() -> None:
     assert encode(np.array([1, 2]), CSV) == b"1\n2\n"
     assert encode(np.array([0.5, 1e-20]), CSV) == b"0.5\n1e-20\n"
     assert encode(np.array([], dtype=str), CSV) == b""
+    mixed = np.array(["setosa", 2, 0.5], dtype=object)
+    assert encode(mixed, CSV) == b"setosa\n2\n0.5\n"
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.array(["setosa", 'say "hi"', "two\nlines", "a, b", "", "é ✓"], dtype=object),
+        np.array(["setosa", "virginica"]),
+        np.array([0.5, -1e-20, np.nan, np.inf]),
+        np.array([1, 2]),
+        np.array([True, False]),
+        np.array([[0.25, 0.75], [1.0, 0.0]]),
+        np.array([], dtype=str),
+    ],
+    ids=["object-str", "str", "float", "int", "bool", "2-D", "empty"],
+)
+def test_json_and_jsonlines_write_each_value_as_json_dumps_does(values: np.ndarray) -> None:
+    items = values.tolist()
+    assert encode(values, JSON) == json.dumps({"predictions": items}).encode()
+    expected = "".join(json.dumps(item) + "\n" for item in items) or "\n"
+    assert encode(values, JSONLINES) == expected.encode()
+
+
+def test_numpy_scalars_in_an_object_array_are_written_as_numbers() -> None:
+    values = np.array([np.int64(1), np.float32(0.5)], dtype=object)
+    assert json.loads(encode(values, JSON)) == {"predictions": [1.0, 0.5]}
+    assert encode(values, JSONLINES) == b"1.0\n0.5\n"
 
 
 def test_object_predictions_are_encoded_without_pickles() -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -216,10 +215,6 @@ def decode_npy(body: bytes) -> np.ndarray:
     return _matrix(array, "an array")
 
 
-# What makes the csv module quote a field (newlines are counted apart).
-_NEEDS_QUOTES = re.compile(r'[,"]')
-
-
 def _plain(predictions: np.ndarray) -> np.ndarray:
     """Predictions as an array of one row per input row (object arrays made concrete)."""
     values = np.asarray(predictions)
@@ -228,31 +223,51 @@ def _plain(predictions: np.ndarray) -> np.ndarray:
     return values
 
 
+def _lines(items: list[Any]) -> str | None:
+    """One value per line, or ``None`` when a value needs the csv module: a comma, quote or
+    newline in it, or an empty value (csv writes that as ``""``)."""
+    try:
+        text = "\n".join(items)  # Labels are nearly always str already: no str() per item.
+    except TypeError:
+        text = "\n".join(map(str, items))
+    if "," in text or '"' in text or text.count("\n") != len(items) - 1:
+        return None
+    return None if "" in items else text
+
+
 def encode_csv(predictions: np.ndarray) -> bytes:
     """One line per prediction; a label with a comma, quote or newline is quoted."""
-    values = _plain(predictions)
+    values = np.asarray(predictions)
     if len(values) == 0:
         return b""
-    if values.ndim == 1:
-        # One value per row, nearly always plain labels or numbers: joined at once, unless
-        # one of them needs quoting (the csv module is three times slower).
-        items = values.tolist()
-        text = "\n".join(map(str, items))
-        plain = not _NEEDS_QUOTES.search(text) and text.count("\n") == len(items) - 1
-        if plain and "" not in items:  # csv writes an empty field as "", not as a blank line
+    if values.ndim == 1:  # One value per row: joined at once (the csv module is far slower).
+        text = _lines(values.tolist())
+        if text is not None:
             return (text + "\n").encode("utf-8")
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(values.reshape(len(values), -1).tolist())
+    rows = _plain(values).reshape(len(values), -1).tolist()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
     return buffer.getvalue().encode("utf-8")
 
 
 def encode_json(predictions: np.ndarray) -> bytes:
-    return json.dumps({"predictions": _plain(predictions).tolist()}).encode("utf-8")
+    values = np.asarray(predictions)
+    try:  # scikit-learn's labels, an object array of str, as they are: no copy.
+        text = json.dumps({"predictions": values.tolist()})
+    except TypeError:  # NumPy scalars in an object array
+        text = json.dumps({"predictions": _plain(values).tolist()})
+    return text.encode("utf-8")
 
 
 def encode_jsonlines(predictions: np.ndarray) -> bytes:
-    lines = [json.dumps(value) for value in _plain(predictions).tolist()]
-    return ("\n".join(lines) + "\n").encode("utf-8")
+    values = _plain(predictions)
+    if values.ndim == 1 and values.dtype != object:
+        # One value per line in one json.dumps call, with a newline between values: a
+        # newline inside a string is escaped, so each one ends a value.
+        text = json.dumps(values.tolist(), separators=("\n", ":"))[1:-1]
+    else:
+        text = "\n".join(map(json.dumps, values.tolist()))
+    return (text + "\n").encode("utf-8")
 
 
 def encode_npy(predictions: np.ndarray) -> bytes:

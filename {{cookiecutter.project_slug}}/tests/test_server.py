@@ -242,21 +242,69 @@ def test_a_killed_worker_is_replaced(serving_dir: Path, frozen_first: bool) -> N
         server.wait_for(lambda: len(server.worker_pids()) == 3, "a new worker")
         replacement = server.worker_pids()[2]
         assert replacement not in (first, second)
-        assert (
-            not Path(f"/proc/{first}").exists()
-            or "zombie" in Path(f"/proc/{first}/status").read_text()
-        )
-        for _ in range(10):  # enough requests to reach both workers
-            assert server.ping() == 200
-            status, _, body = http(
-                "POST",
-                server.url + "/invocations",
-                SAMPLE_REQUEST.read_bytes(),
-                {"Content-Type": "text/csv"},
-            )
-            assert status == 200, body
+        assert not running(first)
+        assert_every_worker_answers(server)
     finally:
         assert server.stop()[0] == 0
+
+
+def running(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status")
+    return status.exists() and "zombie" not in status.read_text()
+
+
+def assert_every_worker_answers(server: Server) -> None:
+    for _ in range(10):  # enough requests to reach both workers
+        assert server.ping() == 200
+        status, _, body = http(
+            "POST",
+            server.url + "/invocations",
+            SAMPLE_REQUEST.read_bytes(),
+            {"Content-Type": "text/csv"},
+        )
+        assert status == 200, body
+
+
+# The test server's every process imports this first (as sitecustomize, from PYTHONPATH).
+STUCK_PREDICT = """
+import time
+
+from {{ cookiecutter.package_name }} import model
+
+_predict = model.predict
+
+
+def predict(loaded, features):
+    if features[0, 0] == -1:  # never returns
+        time.sleep(3600)
+    return _predict(loaded, features)
+
+
+model.predict = predict
+"""
+
+
+def test_a_stuck_prediction_is_a_504_and_its_worker_is_replaced(
+    serving_dir: Path, tmp_path: Path
+) -> None:
+    """A predict that never returns: its request gets a 504 at the timeout; once it has run
+    for STUCK_AFTER_TIMEOUTS timeouts its worker ends (the watchdog) and the server starts a
+    fresh one, so stuck threads never pile up behind a /ping that says 200."""
+    (tmp_path / "sitecustomize.py").write_text(STUCK_PREDICT)
+    env = {"PYTHONPATH": str(tmp_path), "SAGEMAKER_MODEL_SERVER_TIMEOUT": "1"}
+    with healthy_server(serving_dir, **env) as server:
+        workers = server.worker_pids()
+        started = time.monotonic()
+        status, _, body = http(
+            "POST", server.url + "/invocations", b"-1,3.3,6.0,2.5\n", {"Content-Type": "text/csv"}
+        )
+        assert status == 504, body
+        assert 1 <= time.monotonic() - started < 1 + 5
+        assert server.ping() == 200  # the stuck thread does not hold up the worker
+        server.wait_for(lambda: len(server.worker_pids()) == 3, "a new worker")
+        assert "a prediction has been running for" in server.log.read_text()
+        assert [pid for pid in workers if running(pid)] != workers  # the stuck one ended
+        assert_every_worker_answers(server)
 
 
 GIL_HOLD_SECONDS = 6

@@ -265,9 +265,15 @@ def assert_every_worker_answers(server: Server) -> None:
         assert status == 200, body
 
 
-# The test server's every process imports this first (as sitecustomize, from PYTHONPATH).
-STUCK_PREDICT = """
-import time
+# The first feature of a row that sets off a test's odd predict (wrapped_predict).
+ODD_ROW = b"-1,3.3,6.0,2.5\n"
+
+
+def wrapped_predict(imports: str, action: str) -> str:
+    """A ``sitecustomize`` module (every process of a test server imports it first, from
+    PYTHONPATH) that makes the model's predict run ``action`` first for the ``ODD_ROW``."""
+    return f"""
+{imports}
 
 from {{ cookiecutter.package_name }} import model
 
@@ -275,8 +281,8 @@ _predict = model.predict
 
 
 def predict(loaded, features):
-    if features[0, 0] == -1:  # never returns
-        time.sleep(3600)
+    if features[0, 0] == -1:
+        {action}
     return _predict(loaded, features)
 
 
@@ -290,13 +296,13 @@ def test_a_stuck_prediction_is_a_504_and_its_worker_is_replaced(
     """A predict that never returns: its request gets a 504 at the timeout; once it has run
     for STUCK_AFTER_TIMEOUTS timeouts its worker ends (the watchdog) and the server starts a
     fresh one, so stuck threads never pile up behind a /ping that says 200."""
-    (tmp_path / "sitecustomize.py").write_text(STUCK_PREDICT)
+    (tmp_path / "sitecustomize.py").write_text(wrapped_predict("import time", "time.sleep(3600)"))
     env = {"PYTHONPATH": str(tmp_path), "SAGEMAKER_MODEL_SERVER_TIMEOUT": "1"}
     with healthy_server(serving_dir, **env) as server:
         workers = server.worker_pids()
         started = time.monotonic()
         status, _, body = http(
-            "POST", server.url + "/invocations", b"-1,3.3,6.0,2.5\n", {"Content-Type": "text/csv"}
+            "POST", server.url + "/invocations", ODD_ROW, {"Content-Type": "text/csv"}
         )
         assert status == 504, body
         assert 1 <= time.monotonic() - started < 1 + 5
@@ -308,23 +314,10 @@ def test_a_stuck_prediction_is_a_504_and_its_worker_is_replaced(
 
 
 GIL_HOLD_SECONDS = 6
-# The test server's every process imports this first (as sitecustomize, from PYTHONPATH).
-GIL_HOLDING_PREDICT = f"""
-import ctypes
-
-from {{ cookiecutter.package_name }} import model
-
-_predict = model.predict
-
-
-def predict(loaded, features):
-    if features[0, 0] == -1:  # libc's sleep() through PyDLL, which keeps the GIL
-        ctypes.PyDLL(None).sleep({GIL_HOLD_SECONDS})
-    return _predict(loaded, features)
-
-
-model.predict = predict
-"""
+# libc's sleep() through PyDLL, which keeps the GIL.
+GIL_HOLDING_PREDICT = wrapped_predict(
+    "import ctypes", f"ctypes.PyDLL(None).sleep({GIL_HOLD_SECONDS})"
+)
 
 
 def test_a_prediction_holding_the_gil_gets_its_answer(serving_dir: Path, tmp_path: Path) -> None:
@@ -337,7 +330,7 @@ def test_a_prediction_holding_the_gil_gets_its_answer(serving_dir: Path, tmp_pat
         workers = server.worker_pids()
         started = time.monotonic()
         status, _, body = http(
-            "POST", server.url + "/invocations", b"-1,3.3,6.0,2.5\n", {"Content-Type": "text/csv"}
+            "POST", server.url + "/invocations", ODD_ROW, {"Content-Type": "text/csv"}
         )
         assert status == 200, body
         assert time.monotonic() - started >= GIL_HOLD_SECONDS  # it did hold the GIL

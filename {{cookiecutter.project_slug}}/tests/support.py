@@ -200,6 +200,11 @@ class Server:
         except OSError:
             return None
 
+    def post_sample(self) -> tuple[int, dict[str, str], bytes]:
+        """``POST /invocations`` with the sample request, as CSV."""
+        body = SAMPLE_REQUEST.read_bytes()
+        return http("POST", self.url + "/invocations", body, {"Content-Type": "text/csv"})
+
     def loads(self) -> int:
         return len(self.worker_pids())
 

@@ -38,12 +38,7 @@ def test_ping(server: Server) -> None:
 def test_predictions_match_the_model(server: Server, serving_dir: Path) -> None:
     rows = np.loadtxt(SAMPLE_REQUEST, delimiter=",", ndmin=2)
     expected = [str(label) for label in model.predict(model.load(serving_dir / "model"), rows)]
-    status, _, body = http(
-        "POST",
-        server.url + "/invocations",
-        SAMPLE_REQUEST.read_bytes(),
-        {"Content-Type": "text/csv"},
-    )
+    status, _, body = server.post_sample()
     assert status == 200, body
     assert body.decode().splitlines() == expected
     status, headers, body = http(
@@ -256,12 +251,7 @@ def running(pid: int) -> bool:
 def assert_every_worker_answers(server: Server) -> None:
     for _ in range(10):  # enough requests to reach both workers
         assert server.ping() == 200
-        status, _, body = http(
-            "POST",
-            server.url + "/invocations",
-            SAMPLE_REQUEST.read_bytes(),
-            {"Content-Type": "text/csv"},
-        )
+        status, _, body = server.post_sample()
         assert status == 200, body
 
 

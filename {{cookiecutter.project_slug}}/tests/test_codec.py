@@ -240,6 +240,18 @@ def test_unservable_accept_is_406(accept: str) -> None:
     assert info.value.status == 406
 
 
+def test_json_beyond_strict_json_is_still_read() -> None:
+    """NaN, Infinity (what Python's json.dumps writes for them) and integers beyond 64 bits:
+    orjson refuses them, the json module reads them."""
+    document = b'{"instances": [[NaN, Infinity, 123456789012345678901234567890, 1]]}'
+    row = decode(document, JSON)[0]
+    assert np.isnan(row[0])
+    assert row[1:].tolist() == [np.inf, 1.2345678901234568e29, 1.0]
+    lines = decode(b"[NaN, 1]\n[2, -Infinity]\n", JSONLINES)
+    assert np.isnan(lines[0, 0])
+    assert lines[1].tolist() == [2.0, -np.inf]
+
+
 def test_encoders() -> None:
     labels = np.array(["setosa", "virginica"])
     assert encode(labels, CSV) == b"setosa\nvirginica\n"

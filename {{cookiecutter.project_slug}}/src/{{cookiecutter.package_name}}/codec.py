@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import orjson
 
 CSV = "text/csv"
 JSON = "application/json"
@@ -108,9 +109,18 @@ def decode_csv(body: bytes) -> np.ndarray:
     return rows
 
 
+def _loads(text: str) -> Any:
+    """orjson, three to four times faster, for strict JSON; the json module for what orjson
+    refuses: it reads ``NaN`` and integers beyond 64 bits, and names what is wrong."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def _parse_json(text: str, what: str) -> Any:
     try:
-        return json.loads(text)
+        return _loads(text)
     except json.JSONDecodeError as exc:
         raise CodecError(f"{what} is not valid JSON: {exc}") from None
     except RecursionError:
@@ -191,7 +201,7 @@ def decode_jsonlines(body: bytes) -> np.ndarray:
     if not lines:
         raise CodecError("empty JSON lines body: send one row of features per line")
     try:  # One parse for the whole batch; line by line only to name a bad line.
-        values = json.loads(f"[{','.join(lines)}]")
+        values = _loads(f"[{','.join(lines)}]")
     except (json.JSONDecodeError, RecursionError):
         values = [_parse_json(line, f"line {n}") for n, line in enumerate(lines, 1)]
     if len(values) != len(lines):  # A line holding two values: "1, 2" or "[1], [2]".

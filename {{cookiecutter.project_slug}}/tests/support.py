@@ -200,9 +200,10 @@ class Server:
         except OSError:
             return None
 
-    def post_sample(self) -> tuple[int, dict[str, str], bytes]:
-        """``POST /invocations`` with the sample request, as CSV."""
-        body = SAMPLE_REQUEST.read_bytes()
+    def post_csv(self, body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+        """``POST /invocations`` with a CSV body: ``body``, else the sample request."""
+        if body is None:
+            body = SAMPLE_REQUEST.read_bytes()
         return http("POST", self.url + "/invocations", body, {"Content-Type": "text/csv"})
 
     def loads(self) -> int:

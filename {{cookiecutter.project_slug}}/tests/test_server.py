@@ -38,7 +38,7 @@ def test_ping(server: Server) -> None:
 def test_predictions_match_the_model(server: Server, serving_dir: Path) -> None:
     rows = np.loadtxt(SAMPLE_REQUEST, delimiter=",", ndmin=2)
     expected = [str(label) for label in model.predict(model.load(serving_dir / "model"), rows)]
-    status, _, body = server.post_sample()
+    status, _, body = server.post_csv()
     assert status == 200, body
     assert body.decode().splitlines() == expected
     status, headers, body = http(
@@ -69,7 +69,7 @@ def test_bodies_over_6_mb_are_413(server: Server) -> None:
     row = b"5.1,3.5,1.4,0.2\n"
     body = row * (6 * 1024 * 1024 // len(row) + 1)
     try:
-        status = http("POST", server.url + "/invocations", body, {"Content-Type": "text/csv"})[0]
+        status = server.post_csv(body)[0]
     except (ConnectionError, urllib.error.URLError):
         status = 413  # The server may answer 413 and close before the whole body is sent.
     assert status == 413
@@ -78,7 +78,7 @@ def test_bodies_over_6_mb_are_413(server: Server) -> None:
 
 def test_a_large_batch_is_one_request(server: Server) -> None:
     rows = b"5.1,3.5,1.4,0.2\n" * 50_000  # about 0.8 MB
-    status, _, body = http("POST", server.url + "/invocations", rows, {"Content-Type": "text/csv"})
+    status, _, body = server.post_csv(rows)
     assert status == 200
     assert body.decode().splitlines() == ["setosa"] * 50_000
 
@@ -95,7 +95,7 @@ def test_ping_answers_within_2_s_under_full_load(server: Server) -> None:
 
     def client() -> None:
         while not stop.is_set():
-            answer = http("POST", server.url + "/invocations", batch, {"Content-Type": "text/csv"})
+            answer = server.post_csv(batch)
             statuses.append(answer[0])
 
     clients = [threading.Thread(target=client) for _ in range(12)]
@@ -168,9 +168,7 @@ def test_each_request_is_one_json_line_in_the_server_log(server: Server) -> None
     row = b"5.1,3.5,1.4,0.2\n"
     sizes = [3, 5, 7]  # rows per request: the requests' bytes_in tell their lines apart
     for size in sizes:
-        status = http(
-            "POST", server.url + "/invocations", row * size, {"Content-Type": "text/csv"}
-        )
+        status = server.post_csv(row * size)
         assert status[0] == 200
     assert http("POST", server.url + "/invocations", row, {"Content-Type": "x/y"})[0] == 415
     assert server.ping() == 200
@@ -251,7 +249,7 @@ def running(pid: int) -> bool:
 def assert_every_worker_answers(server: Server) -> None:
     for _ in range(10):  # enough requests to reach both workers
         assert server.ping() == 200
-        status, _, body = server.post_sample()
+        status, _, body = server.post_csv()
         assert status == 200, body
 
 
@@ -291,9 +289,7 @@ def test_a_stuck_prediction_is_a_504_and_its_worker_is_replaced(
     with healthy_server(serving_dir, **env) as server:
         workers = server.worker_pids()
         started = time.monotonic()
-        status, _, body = http(
-            "POST", server.url + "/invocations", ODD_ROW, {"Content-Type": "text/csv"}
-        )
+        status, _, body = server.post_csv(ODD_ROW)
         assert status == 504, body
         assert 1 <= time.monotonic() - started < 1 + 5
         assert server.ping() == 200  # the stuck thread does not hold up the worker
@@ -319,9 +315,7 @@ def test_a_prediction_holding_the_gil_gets_its_answer(serving_dir: Path, tmp_pat
     with healthy_server(serving_dir, PYTHONPATH=str(tmp_path)) as server:
         workers = server.worker_pids()
         started = time.monotonic()
-        status, _, body = http(
-            "POST", server.url + "/invocations", ODD_ROW, {"Content-Type": "text/csv"}
-        )
+        status, _, body = server.post_csv(ODD_ROW)
         assert status == 200, body
         assert time.monotonic() - started >= GIL_HOLD_SECONDS  # it did hold the GIL
         assert http("GET", server.url + "/ping")[0] == 200

@@ -18,8 +18,10 @@ import yaml
 
 from .helpers import (
     STRICT,
+    choices,
     context_id,
     expected_files,
+    find_python,
     full_context,
     jinja_residue,
     option_matrix,
@@ -41,8 +43,6 @@ def baked(request: pytest.FixtureRequest, cookies_session) -> tuple[dict[str, An
 
 
 def test_matrix_hits_every_value_of_every_option() -> None:
-    from .helpers import choices
-
     for name, values in choices().items():
         for value in values:
             assert any(full_context(c)[name] == value for c in MATRIX), (name, value)
@@ -157,6 +157,34 @@ def test_makefile_targets(baked) -> None:
     assert all(line.startswith("\t") for line in makefile.splitlines() if line.startswith("  "))
     listed = run(["make", "-n", "train-local", "package", "build"], cwd=project)
     assert listed.returncode == 0, listed.stderr
+
+
+def interpreter(version: str) -> str:
+    python = find_python(version)
+    if python is None:
+        message = f"no Python {version} interpreter on this machine"
+        if STRICT:
+            pytest.fail(message)
+        pytest.skip(message)
+    return python
+
+
+def test_install_refuses_an_older_python_at_once(baked) -> None:
+    """Before pip runs: given an older Python, pip spends minutes backtracking instead."""
+    context, project = baked
+    needed = context["python_version"]
+    accepted = run(["make", "python-version", f"PYTHON={interpreter(needed)}"], cwd=project)
+    assert accepted.returncode == 0, accepted.stderr
+    version = tuple(map(int, needed.split(".")))
+    offered = choices()["python_version"]
+    older = [v for v in offered if tuple(map(int, v.split("."))) < version]
+    if not older:
+        return  # the oldest Python offered: nothing older to refuse
+    refused = run(["make", "install", f"PYTHON={interpreter(older[0])}"], cwd=project)
+    assert refused.returncode != 0
+    assert f"this project needs Python {needed} or newer" in refused.stderr
+    assert f"python{needed} -m venv .venv" in refused.stderr
+    assert "pip" not in refused.stdout  # it stopped before pip ran
 
 
 def test_generated_code_has_no_other_stack(baked) -> None:

@@ -1,4 +1,9 @@
-"""Tidy the generated project: drop folders left empty by optional files, restore run bits."""
+"""Tidy the generated project: drop the folders of optional files left out, set run bits.
+
+It touches only what the template renders: a project generated again over an existing one
+(``cookiecutter -f``) keeps its ``.git``, its virtualenv and every file of the user's,
+empty folders included.
+"""
 
 from __future__ import annotations
 
@@ -6,26 +11,32 @@ import os
 import stat
 from pathlib import Path
 
-EXECUTABLES = ("scripts",)
+# Folders that hold nothing but optional files (a Jinja condition in the file name), deepest
+# first: left empty when the answers leave those files out.
+OPTIONAL_FOLDERS = (".github/workflows", ".github", "wheels")
+# The template's scripts, run as ./scripts/NAME.py.
+SCRIPTS = ("scripts/benchmark.py", "scripts/sagemaker.py", "scripts/soak.py")
 
 
-def remove_empty_dirs(root: Path) -> None:
-    """Remove folders that optional (empty-named) files left empty, deepest first."""
-    for directory in sorted((p for p in root.rglob("*") if p.is_dir()), reverse=True):
-        if not any(directory.iterdir()):
-            directory.rmdir()
+def remove_unrendered_folders(root: Path) -> None:
+    """Remove each optional folder that is empty: its files were not rendered."""
+    for name in OPTIONAL_FOLDERS:
+        folder = root / name
+        if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def make_scripts_executable(root: Path) -> None:
-    for folder in EXECUTABLES:
-        for script in (root / folder).glob("*"):
-            if script.is_file() and script.suffix in {".sh", ".py"}:
-                script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    run_bits = stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
+    for name in SCRIPTS:
+        script = root / name
+        if script.is_file():
+            script.chmod(script.stat().st_mode | run_bits)
 
 
 def main() -> None:
     root = Path(os.getcwd())
-    remove_empty_dirs(root)
+    remove_unrendered_folders(root)
     make_scripts_executable(root)
 
 

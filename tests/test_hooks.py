@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import tomllib
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -157,3 +158,24 @@ def test_awkward_free_text_breaks_nothing(cookies, text: str) -> None:
     assert pyproject["project"]["description"] == text
     assert pyproject["project"]["authors"] == [{"name": text}]
     assert text in (project / "README.md").read_text()
+
+
+post = load_hook("post_gen_project")
+PROJECT = TEMPLATE / "{{cookiecutter.project_slug}}"
+
+
+def test_the_optional_folders_are_those_holding_only_optional_files() -> None:
+    """The post-generation hook removes only these (when empty): the template's folders
+    whose every file has a Jinja condition in its name, deepest first."""
+
+    def optional(path: Path) -> bool:
+        return "{%" in path.name if path.is_file() else all(map(optional, path.iterdir()))
+
+    folders = [p for p in PROJECT.rglob("*") if p.is_dir() and optional(p)]
+    expected = sorted(folders, key=lambda p: (-len(p.parts), p.as_posix()))
+    assert list(post.OPTIONAL_FOLDERS) == [p.relative_to(PROJECT).as_posix() for p in expected]
+
+
+def test_the_scripts_given_run_bits_are_the_templates_own() -> None:
+    scripts = sorted(p.relative_to(PROJECT).as_posix() for p in (PROJECT / "scripts").iterdir())
+    assert sorted(post.SCRIPTS) == scripts

@@ -17,7 +17,9 @@ import sys
 SLUG_PATTERN = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 SLUG_MAX_LENGTH = 38
 PACKAGE_PATTERN = re.compile(r"^[a-z_][a-z0-9_]*$")
-REGION_PATTERN = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]$")
+# The shape of every partition's region names (us-east-1, us-gov-west-1, eu-isoe-west-1,
+# eusc-de-east-1), for when botocore, which knows the regions themselves, is not importable.
+REGION_PATTERN = re.compile(r"^[a-z]{2,4}(-(gov|iso[a-z]?|de))?-[a-z]+-[0-9]+$")
 CHOICES = {
     "python_version": ("3.10", "3.11", "3.12", "3.13"),
     "server": ("fastapi-uvicorn", "flask-gunicorn", "nginx-gunicorn-flask"),
@@ -69,9 +71,32 @@ def check_one_line(field: str, value: str) -> str | None:
     return None
 
 
-def check_aws_region(value: str) -> str | None:
+def known_regions() -> set[str] | None:
+    """Every region of every partition botocore knows (its own data files, no network), or
+    None where botocore is not importable (cookiecutter does not need it)."""
+    try:
+        from botocore.loaders import Loader
+    except ImportError:
+        return None
+    try:
+        endpoints = Loader().load_data("endpoints")
+        return {name for partition in endpoints["partitions"] for name in partition["regions"]}
+    except Exception:  # an unreadable or reshaped data file: fall back to the pattern
+        return None
+
+
+def check_aws_region(value: str, regions: set[str] | None = None) -> str | None:
+    """``value`` must be a region botocore knows, or shaped like one without botocore."""
     if not REGION_PATTERN.match(value):
         return f"aws_region {value!r} is not an AWS region name (e.g. 'us-east-1', 'eu-west-2')"
+    regions = known_regions() if regions is None else regions
+    if regions is not None and value not in regions:
+        close = sorted(r for r in regions if r.split("-")[0] == value.split("-")[0])
+        return (
+            f"aws_region {value!r} is not a region botocore knows"
+            f" ({', '.join(close[:8]) or 'e.g. us-east-1'}; a region newer than the installed"
+            " botocore: upgrade it)"
+        )
     return None
 
 
@@ -87,15 +112,28 @@ def check_boolean(field: str, value: object) -> str | None:
     return None
 
 
+def check_answer(field: str, value: object) -> str | None:
+    """The problem with one free-text answer, if any; the template checks each one as soon
+    as it is given (``local_extensions.checked``), before the next prompt."""
+    text = str(value)
+    if field == "project_name":
+        return check_project_name(text)
+    if field == "project_slug":
+        return check_project_slug(text)
+    if field == "package_name":
+        return check_package_name(text)
+    if field == "aws_region":
+        return check_aws_region(text)
+    return check_one_line(field, text)
+
+
+FREE_TEXT = ("project_name", "project_slug", "package_name", "description", "author", "aws_region")
+
+
 def problems(answers: dict[str, object]) -> list[str]:
     """Every problem with the answers, one message each."""
     found = [
-        check_project_name(str(answers["project_name"])),
-        check_project_slug(str(answers["project_slug"])),
-        check_package_name(str(answers["package_name"])),
-        check_one_line("description", str(answers["description"])),
-        check_one_line("author", str(answers["author"])),
-        check_aws_region(str(answers["aws_region"])),
+        *(check_answer(field, answers[field]) for field in FREE_TEXT),
         check_boolean("include_github_ci", answers["include_github_ci"]),
         *(check_choice(field, str(answers[field])) for field in CHOICES),
     ]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from types import ModuleType
@@ -10,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from .helpers import TEMPLATE, choices, defaults
+from .helpers import TEMPLATE, choices, defaults, tool
 
 
 def load_hook(name: str) -> ModuleType:
@@ -100,11 +102,44 @@ def test_bad_answers_name_their_field(field: str, value: Any) -> None:
     assert message.startswith(field)
 
 
-@pytest.mark.parametrize(
-    "region", ["us-east-1", "eu-west-2", "ap-southeast-3", "us-gov-west-1", "cn-north-1"]
-)
+REGIONS = ["us-east-1", "eu-west-2", "ap-southeast-3", "us-gov-west-1", "cn-north-1"]
+# Shaped like a region, but no such region: refused where botocore can tell.
+UNKNOWN_REGIONS = ["eu-middle-9", "us-east-7", "moon-south-1"]
+
+
+@pytest.mark.parametrize("region", [*REGIONS, "eu-isoe-west-1", "eusc-de-east-1"])
 def test_good_regions(region: str) -> None:
     assert pre.check_aws_region(region) is None
+
+
+def test_botocore_knows_the_regions() -> None:
+    """botocore is a dev requirement, so CI checks against its region list."""
+    regions = pre.known_regions()
+    assert regions is not None
+    assert set(REGIONS) <= regions
+    assert not set(UNKNOWN_REGIONS) & regions
+
+
+@pytest.mark.parametrize("region", UNKNOWN_REGIONS)
+def test_a_region_botocore_does_not_know_is_refused(region: str) -> None:
+    message = pre.check_aws_region(region)
+    assert message is not None
+    assert message.startswith(f"aws_region {region!r} is not a region botocore knows")
+
+
+@pytest.mark.parametrize("region", UNKNOWN_REGIONS)
+def test_without_botocore_the_shape_is_checked(
+    monkeypatch: pytest.MonkeyPatch, region: str
+) -> None:
+    monkeypatch.setattr(pre, "known_regions", lambda: None)
+    assert pre.check_aws_region(region) is None
+    assert pre.check_aws_region("US-EAST-1") is not None
+    assert pre.check_aws_region("us_east_1") is not None
+
+
+def test_known_regions_is_none_without_botocore(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "botocore.loaders", None)  # import fails
+    assert pre.known_regions() is None
 
 
 def test_every_problem_is_reported_at_once() -> None:
@@ -179,3 +214,44 @@ def test_the_optional_folders_are_those_holding_only_optional_files() -> None:
 def test_the_scripts_given_run_bits_are_the_templates_own() -> None:
     scripts = sorted(p.relative_to(PROJECT).as_posix() for p in (PROJECT / "scripts").iterdir())
     assert sorted(post.SCRIPTS) == scripts
+
+
+def prompt(answers: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """cookiecutter as a user runs it, answering its prompts with ``answers`` lines."""
+    cli = tool("cookiecutter")
+    assert cli, "cookiecutter is a dev requirement"
+    config = tmp_path / "cookiecutterrc.yaml"
+    config.write_text(f"replay_dir: {tmp_path / 'replay'}\n")
+    return subprocess.run(
+        [cli, str(TEMPLATE), "-o", str(tmp_path / "out"), "--config-file", str(config)],
+        input=answers,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("answers", "field", "next_prompt"),
+    [
+        ("  \n", "project_name", "[2/"),
+        ("My Model\nMy Model\n", "project_slug", "[3/"),
+        ("My Model\nmy-model\nclass\n", "package_name", "[4/"),
+        ("My Model\n" + "\n" * 7 + "eu-middle-9\n", "aws_region", "[10/"),
+    ],
+    ids=["project_name", "project_slug", "package_name", "aws_region"],
+)
+def test_a_bad_answer_stops_at_its_prompt_with_the_message_alone(
+    tmp_path: Path, answers: str, field: str, next_prompt: str
+) -> None:
+    stopped = prompt(answers, tmp_path)
+    assert stopped.returncode == 1
+    assert stopped.stderr.startswith(f"ERROR: {field} "), stderr_of(stopped)
+    assert "Traceback" not in stopped.stdout + stopped.stderr
+    assert next_prompt not in stopped.stdout  # no prompt after the bad answer
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def stderr_of(result: subprocess.CompletedProcess[str]) -> str:
+    return f"stdout: {result.stdout[-2000:]}\nstderr: {result.stderr[-2000:]}"

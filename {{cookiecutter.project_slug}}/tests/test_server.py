@@ -5,6 +5,7 @@ The real server process, on a free port, exactly as the container starts it.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import json
@@ -12,6 +13,8 @@ import os
 import re
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -161,6 +164,40 @@ def test_port_is_bound_at_once_and_ping_is_503_without_a_model(tmp_path: Path) -
     finally:
         code, _ = server.stop()
     assert code == 0
+
+
+def test_a_port_in_use_is_named_with_how_to_pick_another(tmp_path: Path) -> None:
+    with socket.socket() as holder:  # another server, on the loopback address only
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        process = subprocess.Popen(
+            [sys.executable, "-m", "{{ cookiecutter.package_name }}", "serve"],
+            env={
+                **os.environ,
+                "SAGEMAKER_BASE_DIR": str(tmp_path),
+                "SAGEMAKER_BIND_TO_PORT": str(port),
+            },
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            _, stderr = process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            stop_group(process)
+            pytest.fail(f"the server did not exit within 10 s with port {port} taken")
+    assert process.returncode != 0
+    assert f"port {port}" in stderr
+    assert "PORT=" in stderr
+    assert "Traceback" not in stderr, stderr
+
+
+def stop_group(process: subprocess.Popen[str]) -> None:
+    """SIGKILL ``process`` and everything it started (its own session)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.communicate()
 
 
 def test_each_request_is_one_json_line_in_the_server_log(server: Server) -> None:
@@ -399,3 +436,4 @@ def test_accepted_connections_have_tcp_nodelay(server: Server) -> None:
         assert server_side_nodelay(server.process.pid, connection.sock) not in (None, 0)
     finally:
         connection.close()
+

@@ -25,8 +25,18 @@ import numpy as np
 import pytest
 
 from {{ cookiecutter.package_name }} import model
+from {{ cookiecutter.package_name }}.environment import Paths
 
-from .support import SAMPLE_REQUEST, STARTUP_SECONDS, Server, free_port, healthy_server, http
+from .support import (
+    PROJECT,
+    SAMPLE_REQUEST,
+    STARTUP_SECONDS,
+    Server,
+    free_port,
+    healthy_server,
+    http,
+    require_tool,
+)
 
 
 def test_every_worker_loads_the_model_once_and_says_so(server: Server) -> None:
@@ -437,3 +447,96 @@ def test_accepted_connections_have_tcp_nodelay(server: Server) -> None:
     finally:
         connection.close()
 
+
+# ---------------------------------------------------------------- make serve-local
+
+# An idle server stops within this after SIGTERM (as healthy_server expects).
+STOP_SECONDS = 10
+
+
+def started_at(pid: int) -> str | None:
+    """When ``pid`` started (clock ticks since boot), or None once it has exited: with the
+    pid, it names one process even if the pid is reused."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] in "ZX" else fields[19]
+
+
+def children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def port_is_free(port: int) -> bool:
+    """Whether a server could bind ``port`` now, as the server binds it."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("signalled", ["server", "make"])
+def test_sigterm_to_make_serve_local_stops_the_server(
+    trained: Paths, tmp_path: Path, signalled: str
+) -> None:
+    """SIGTERM to the process ``make serve-local`` started, or to make itself (which passes
+    it on), stops the server gracefully: no process of it left, and its port free."""
+    make = require_tool("make")
+    port = free_port()
+    command = [
+        make,
+        "-f",
+        str(PROJECT / "Makefile"),
+        "serve-local",
+        f"LOCAL={trained.base}",
+        f"SERVING={tmp_path / 'serving'}",
+        f"PORT={port}",
+        f"PYTHON={sys.executable}",
+    ]
+    log = tmp_path / "make.log"
+    with log.open("wb") as out:
+        # In tmp_path, where `make package` writes model.tar.gz; a session of its own, so
+        # that whatever is left can be killed at the end.
+        process = subprocess.Popen(
+            command,
+            cwd=tmp_path,
+            env={**os.environ, "SAGEMAKER_MODEL_SERVER_WORKERS": "1"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while ping(port) != 200:
+            assert process.poll() is None, log.read_text()
+            if time.monotonic() > deadline:
+                pytest.fail(f"/ping was not 200 within {STARTUP_SECONDS} s:\n{log.read_text()}")
+            time.sleep(0.1)
+        (child,) = children(process.pid)
+        started = {pid: started_at(pid) for pid in descendants(process.pid)[1:]}
+        os.kill(child if signalled == "server" else process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_SECONDS
+        while left := [pid for pid, start in started.items() if started_at(pid) == start]:
+            if time.monotonic() > deadline:
+                pytest.fail(f"still running {STOP_SECONDS} s after SIGTERM: {left}")
+            time.sleep(0.1)
+        assert port_is_free(port)
+        process.wait(timeout=STOP_SECONDS)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    # The server stopped gracefully (exit code 0); make, signalled, dies of the signal.
+    expected = 0 if signalled == "server" else -signal.SIGTERM
+    assert process.returncode == expected, log.read_text()
+
+
+def ping(port: int) -> int | None:
+    try:
+        return http("GET", f"http://127.0.0.1:{port}/ping")[0]
+    except OSError:
+        return None

@@ -479,29 +479,27 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-@pytest.mark.parametrize("signalled", ["server", "make"])
-def test_sigterm_to_make_serve_local_stops_the_server(
-    trained: Paths, tmp_path: Path, signalled: str
-) -> None:
-    """SIGTERM to the process ``make serve-local`` started, or to make itself (which passes
-    it on), stops the server gracefully: no process of it left, and its port free."""
-    make = require_tool("make")
-    port = free_port()
-    command = [
-        make,
+def make_command(target: str, trained: Paths, tmp_path: Path, port: int) -> list[str]:
+    """``make TARGET`` with the project's Makefile, on the trained model, serving on ``port``;
+    run in ``tmp_path``, where ``make package`` writes model.tar.gz (not in the project)."""
+    return [
+        require_tool("make"),
         "-f",
         str(PROJECT / "Makefile"),
-        "serve-local",
+        target,
         f"LOCAL={trained.base}",
         f"SERVING={tmp_path / 'serving'}",
         f"PORT={port}",
         f"PYTHON={sys.executable}",
     ]
-    log = tmp_path / "make.log"
-    with log.open("wb") as out:
-        # In tmp_path, where `make package` writes model.tar.gz; a session of its own, so
-        # that whatever is left can be killed at the end.
-        process = subprocess.Popen(
+
+
+def start_serve_local(trained: Paths, tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
+    """``make serve-local`` with one worker, its output in tmp_path/make.log, in a session of
+    its own (whatever is left of it can be killed at the end)."""
+    command = make_command("serve-local", trained, tmp_path, port)
+    with (tmp_path / "make.log").open("wb") as out:
+        return subprocess.Popen(
             command,
             cwd=tmp_path,
             env={**os.environ, "SAGEMAKER_MODEL_SERVER_WORKERS": "1"},
@@ -509,6 +507,52 @@ def test_sigterm_to_make_serve_local_stops_the_server(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+def end_session(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to make if it still runs, then SIGKILL to whatever is left of its session."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=STOP_SECONDS)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def test_make_predict_waits_for_the_server_make_serve_local_starts(
+    trained: Paths, tmp_path: Path
+) -> None:
+    """``make serve-local &`` then ``make predict`` at once, as the README's quick start has
+    it: predict waits for /ping 200 (the server is still unpacking and loading the model)."""
+    port = free_port()
+    server = start_serve_local(trained, tmp_path, port)
+    try:
+        predicted = subprocess.run(
+            [*make_command("predict", trained, tmp_path, port), "--silent"],
+            cwd=PROJECT,  # data/sample-request.csv
+            capture_output=True,
+            text=True,
+            timeout=STARTUP_SECONDS + 30,
+            check=False,
+        )
+        assert predicted.returncode == 0, predicted.stderr + (tmp_path / "make.log").read_text()
+    finally:
+        end_session(server)
+    rows = np.loadtxt(SAMPLE_REQUEST, delimiter=",", ndmin=2)
+    expected = [str(label) for label in model.predict(model.load(trained.model), rows)]
+    assert predicted.stdout.splitlines() == expected
+
+
+@pytest.mark.parametrize("signalled", ["server", "make"])
+def test_sigterm_to_make_serve_local_stops_the_server(
+    trained: Paths, tmp_path: Path, signalled: str
+) -> None:
+    """SIGTERM to the process ``make serve-local`` started, or to make itself (which passes
+    it on), stops the server gracefully: no process of it left, and its port free."""
+    port = free_port()
+    process = start_serve_local(trained, tmp_path, port)
+    log = tmp_path / "make.log"
     try:
         deadline = time.monotonic() + STARTUP_SECONDS
         while ping(port) != 200:
@@ -527,9 +571,7 @@ def test_sigterm_to_make_serve_local_stops_the_server(
         assert port_is_free(port)
         process.wait(timeout=STOP_SECONDS)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        end_session(process)
     # The server stopped gracefully (exit code 0); make, signalled, dies of the signal.
     expected = 0 if signalled == "server" else -signal.SIGTERM
     assert process.returncode == expected, log.read_text()

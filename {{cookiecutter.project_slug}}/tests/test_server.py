@@ -525,6 +525,7 @@ def test_make_predict_waits_for_the_server_make_serve_local_starts(
 ) -> None:
     """``make serve-local &`` then ``make predict`` at once, as the README's quick start has
     it: predict waits for /ping 200 (the server is still unpacking and loading the model)."""
+    require_tool("curl")  # what `make predict` runs
     port = free_port()
     server = start_serve_local(trained, tmp_path, port)
     try:

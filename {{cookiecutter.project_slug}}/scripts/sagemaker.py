@@ -11,10 +11,12 @@ Run from the project root, with the project installed with its ``aws`` extra
     scripts/sagemaker.py invoke                    # POSTs data/sample-request.csv
 
 The region is ``--region``, else ``AWS_REGION`` / ``AWS_DEFAULT_REGION``, else the one the
-project was made with. ``train`` checks the hyperparameters (``hyperparameters.json`` and
-``--set name=value``) against ``model.Hyperparameters`` before it calls AWS, and registers
-the ``MetricDefinitions`` that match what training prints. ``train --dry-run`` prints the
-CreateTrainingJob request and calls nothing.
+project was made with. Every command checks its options first (present, not empty, and
+shaped as AWS expects: S3 URIs, the role ARN, names), so a missing one is named before
+anything looks for AWS credentials. ``train`` also checks the hyperparameters
+(``hyperparameters.json`` and ``--set name=value``) against ``model.Hyperparameters``, and
+registers the ``MetricDefinitions`` that match what training prints. ``train --dry-run``
+prints the CreateTrainingJob request and calls nothing.
 
 The functions named ``*_request`` build the request of one API call and call nothing; the
 others call AWS (boto3) or Docker.
@@ -26,6 +28,7 @@ import argparse
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -51,6 +54,15 @@ TRAINING_DONE = ("Completed", "Failed", "Stopped")
 ENDPOINT_BUSY = ("Creating", "Updating", "SystemUpdating", "RollingBack")
 # Stands for the AWS account in a dry run's image URI (a dry run asks AWS nothing).
 ACCOUNT_PLACEHOLDER = "ACCOUNT_ID"
+# The shapes AWS accepts, checked before anything looks for credentials: a missing or empty
+# option then gets a message naming it, not "Unable to locate credentials".
+S3_URI = re.compile(r"s3://[a-z0-9][a-z0-9._-]{0,62}(/.*)?")
+ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}")
+REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]")
+RESOURCE_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")  # jobs, models, endpoints
+INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9-]+\.[a-z0-9]+")
+REPOSITORY = re.compile(r"([a-z0-9]+([._-][a-z0-9]+)*/)*[a-z0-9]+([._-][a-z0-9]+)*")
+TAG = re.compile(r"\w[\w.-]{0,127}")
 
 
 class UsageError(Exception):
@@ -65,6 +77,24 @@ def resolve_region(option: str | None, environ: Mapping[str, str] = os.environ) 
     return (
         option or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
     )
+
+
+def checked(value: str | None, option: str, pattern: re.Pattern[str], shape: str) -> str:
+    """``value`` when it has the shape AWS accepts, else a usage error naming ``option``."""
+    if not value:
+        raise UsageError(f"{option} is missing or empty: expected {shape}")
+    if not pattern.fullmatch(value):
+        raise UsageError(f"{option} {value!r} is not {shape}")
+    return value
+
+
+def s3_uri(value: str | None, option: str) -> str:
+    return checked(value, option, S3_URI, "an s3:// URI (s3://bucket/prefix)")
+
+
+def resource_name(value: str | None, option: str) -> str:
+    shape = "a SageMaker name (letters, digits and hyphens, at most 63)"
+    return checked(value, option, RESOURCE_NAME, shape)
 
 
 def parse_pairs(items: Iterable[str], option: str) -> dict[str, str]:
@@ -138,8 +168,7 @@ def channel_request(
     distribution: str = "FullyReplicated",
 ) -> dict[str, Any]:
     """One entry of CreateTrainingJob's ``InputDataConfig``."""
-    if not s3_uri.startswith("s3://"):
-        raise UsageError(f"channel {name!r}: {s3_uri!r} is not an s3:// URI")
+    checked(s3_uri, f"--channel {name}", S3_URI, "an s3:// URI (s3://bucket/prefix)")
     channel: dict[str, Any] = {
         "ChannelName": name,
         "DataSource": {
@@ -183,12 +212,22 @@ def training_job_request(
     unknown = sorted(set(content_types) - set(channels))
     if unknown:
         raise UsageError(f"--content-type for a channel the job does not have: {unknown}")
-    if not output_s3.startswith("s3://"):
-        raise UsageError(f"--output {output_s3!r} is not an s3:// URI")
+    input_data_config = [
+        channel_request(channel, uri, content_types.get(channel), distribution)
+        for channel, uri in channels.items()
+    ]
+    s3_uri(output_s3, "--output")
+    checked(role_arn, "--role-arn", ROLE_ARN, "an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)")
+    resource_name(name, "--job-name")
+    checked(instance_type, "--instance-type", INSTANCE_TYPE, "an instance type (ml.m5.large)")
     if input_mode not in INPUT_MODES:
         raise UsageError(f"--input-mode {input_mode!r} is not one of {', '.join(INPUT_MODES)}")
     if instance_count < 1:
         raise UsageError("--instance-count must be >= 1")
+    if volume_size_gb < 1:
+        raise UsageError("--volume-size must be >= 1")
+    if max_run_seconds < 1:
+        raise UsageError("--max-run must be >= 1")
     stopping: dict[str, int] = {"MaxRuntimeInSeconds": max_run_seconds}
     if spot:
         max_wait = max_run_seconds if max_wait_seconds is None else max_wait_seconds
@@ -207,10 +246,7 @@ def training_job_request(
             "MetricDefinitions": metric_definitions,
         },
         "RoleArn": role_arn,
-        "InputDataConfig": [
-            channel_request(channel, uri, content_types.get(channel), distribution)
-            for channel, uri in channels.items()
-        ],
+        "InputDataConfig": input_data_config,
         "OutputDataConfig": {"S3OutputPath": output_s3},
         "ResourceConfig": {
             "InstanceType": instance_type,
@@ -221,9 +257,8 @@ def training_job_request(
         "HyperParameters": {name: str(value) for name, value in hyperparameters.items()},
         "EnableManagedSpotTraining": spot,
     }
-    if checkpoint_s3:
-        if not checkpoint_s3.startswith("s3://"):
-            raise UsageError(f"--checkpoint-s3 {checkpoint_s3!r} is not an s3:// URI")
+    if checkpoint_s3 is not None:
+        s3_uri(checkpoint_s3, "--checkpoint-s3")
         request["CheckpointConfig"] = {"S3Uri": checkpoint_s3, "LocalPath": checkpoint_local_path}
     return request
 
@@ -418,7 +453,24 @@ def session(args: argparse.Namespace) -> Any:
     return boto3.session.Session(region_name=resolve_region(args.region))
 
 
+def check_region(args: argparse.Namespace) -> None:
+    region = resolve_region(args.region)
+    if not REGION.fullmatch(region):
+        raise UsageError(f"region {region!r} (--region, or AWS_REGION) is not an AWS region")
+
+
+def check_image_options(args: argparse.Namespace) -> None:
+    """``--repository`` and ``--tag``, which name the image unless ``--image`` is given."""
+    if getattr(args, "image_uri", None):
+        return
+    checked(args.repository, "--repository", REPOSITORY, "an ECR repository name")
+    checked(args.tag, "--tag", TAG, "an image tag")
+
+
 def command_push(args: argparse.Namespace) -> int:
+    if not args.image:
+        raise UsageError("--image is empty: expected the local image to push")
+    check_image_options(args)
     ecr = session(args).client("ecr")
     print(push(ecr, args.image, args.repository, args.tag))
     return 0
@@ -435,27 +487,27 @@ def image_for(args: argparse.Namespace, aws: Any | None) -> str:
 
 
 def required_role(args: argparse.Namespace) -> str:
-    if not args.role_arn:
-        raise UsageError("--role-arn (or SAGEMAKER_ROLE_ARN) is required")
-    return args.role_arn
+    shape = "an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)"
+    return checked(args.role_arn, "--role-arn (or SAGEMAKER_ROLE_ARN)", ROLE_ARN, shape)
 
 
 def command_train(args: argparse.Namespace) -> int:
-    # Everything that can be checked is checked before the first call to AWS.
+    # Everything that can be checked is checked before the first call to AWS: the request
+    # is made whole first, with a stand-in for the image URI that only ECR knows.
     role_arn = required_role(args)
+    check_image_options(args)
     overrides = parse_pairs(args.set, "--set")
     channels = parse_pairs(args.channel, "--channel")
     content_types = parse_pairs(args.content_type, "--content-type")
     hyperparameters = job_hyperparameters(Path(args.hyperparameters), overrides)
-    name = args.job_name or unique_name(PROJECT)
+    name = unique_name(PROJECT) if args.job_name is None else args.job_name
     checkpoint_s3 = args.checkpoint_s3
-    if args.spot and not checkpoint_s3:
+    if args.spot and checkpoint_s3 is None:
         # A spot job interrupted without checkpoints starts over: keep them next to its output.
         checkpoint_s3 = f"{args.output.rstrip('/')}/{name}/checkpoints"
-    aws = None if args.dry_run else session(args)
     request = training_job_request(
         name=name,
-        image=image_for(args, aws),
+        image=image_for(args, None),
         role_arn=role_arn,
         channels=channels,
         content_types=content_types,
@@ -473,9 +525,11 @@ def command_train(args: argparse.Namespace) -> int:
         checkpoint_s3=checkpoint_s3,
         checkpoint_local_path=args.checkpoint_local_path,
     )
-    if aws is None:
+    if args.dry_run:
         print(json.dumps(request, indent=2))
         return 0
+    aws = session(args)
+    request["AlgorithmSpecification"]["TrainingImage"] = image_for(args, aws)
     sagemaker = aws.client("sagemaker")
     sagemaker.create_training_job(**request)
     print(name, flush=True)
@@ -491,13 +545,23 @@ def command_train(args: argparse.Namespace) -> int:
 
 def command_deploy(args: argparse.Namespace) -> int:
     role_arn = required_role(args)
+    check_image_options(args)
     environment = parse_pairs(args.env, "--env")
-    if args.model_data and not args.model_data.startswith("s3://"):
-        raise UsageError(f"--model-data {args.model_data!r} is not an s3:// URI")
+    if not (args.model_data or args.training_job):
+        raise UsageError("--training-job or --model-data is missing or empty: expected one")
+    if args.model_data:
+        s3_uri(args.model_data, "--model-data")
+    else:
+        resource_name(args.training_job, "--training-job")
+    resource_name(args.endpoint_name, "--endpoint-name")
+    model_name = unique_name(PROJECT) if args.model_name is None else args.model_name
+    resource_name(model_name, "--model-name")
+    checked(args.instance_type, "--instance-type", INSTANCE_TYPE, "an instance type (ml.m5.large)")
+    if args.instance_count < 1:
+        raise UsageError("--instance-count must be >= 1")
     aws = session(args)
     sagemaker = aws.client("sagemaker")
     model_data = args.model_data or model_data_of_job(sagemaker, args.training_job)
-    model_name = args.model_name or unique_name(PROJECT)
     config_name = unique_name(args.endpoint_name)
     action = deploy(
         sagemaker,
@@ -529,13 +593,17 @@ def command_deploy(args: argparse.Namespace) -> int:
 
 
 def command_invoke(args: argparse.Namespace) -> int:
-    runtime = session(args).client("sagemaker-runtime")
+    resource_name(args.endpoint_name, "--endpoint-name")
+    if not args.content_type:
+        raise UsageError("--content-type is empty: expected a MIME type (text/csv)")
+    try:
+        body = Path(args.body).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"--body {args.body!r}: {exc.strerror}") from None
     request = invoke_request(
-        endpoint=args.endpoint_name,
-        body=Path(args.body).read_bytes(),
-        content_type=args.content_type,
-        accept=args.accept,
+        endpoint=args.endpoint_name, body=body, content_type=args.content_type, accept=args.accept
     )
+    runtime = session(args).client("sagemaker-runtime")
     answer = runtime.invoke_endpoint(**request)
     sys.stdout.write(answer["Body"].read().decode("utf-8"))
     sys.stdout.flush()
@@ -634,6 +702,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
+        check_region(args)
         return args.run(args)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -34,6 +34,22 @@ SAMPLE_LABELS = np.loadtxt(SAMPLE_DATA, delimiter=",", usecols=0, dtype=str)
 SAMPLE_FEATURES = np.loadtxt(SAMPLE_DATA, delimiter=",", usecols=range(1, N_FEATURES + 1))
 
 
+# In CI (CI, or SM_BYOC_STRICT as the template's own tests set it) nothing may be skipped for
+# want of a tool: a missing tool fails the test instead.
+STRICT = bool(os.environ.get("CI") or os.environ.get("SM_BYOC_STRICT"))
+
+
+def require_tool(name: str) -> str:
+    """The path of the command ``name``; the test is skipped without it (failed if STRICT)."""
+    found = shutil.which(name)
+    if found is None:
+        message = f"{name} is not installed"
+        if STRICT:
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
 def layout(base: Path, hyperparameters: dict[str, str] | None = None) -> Paths:
     """A directory laid out like /opt/ml for a training job on the sample data."""
     paths = Paths(base)

@@ -334,6 +334,139 @@ def test_role_is_required(no_aws: None, capsys: pytest.CaptureFixture[str]) -> N
     assert "--role-arn" in capsys.readouterr().err
 
 
+# ---------------------------------------------------------------- options checked before AWS
+
+
+@pytest.fixture
+def no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
+    """No AWS credentials anywhere: no AWS_* variables, empty config and credentials files,
+    no instance role. Returns the environment, for the script run as a process."""
+    for name in [name for name in os.environ if name.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    for name in ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        empty = tmp_path / name.lower()
+        empty.touch()
+        monkeypatch.setenv(name, str(empty))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    return dict(os.environ)
+
+
+def without(argv: list[str], option: str) -> list[str]:
+    """``argv`` without ``option`` and its value."""
+    at = argv.index(option)
+    return argv[:at] + argv[at + 2 :]
+
+
+def replaced(argv: list[str], option: str, value: str) -> list[str]:
+    """``argv`` with ``option``'s value replaced (the option is added if absent)."""
+    return [*without(argv, option), option, value] if option in argv else [*argv, option, value]
+
+
+DEPLOY = ["deploy", "--role-arn", ROLE, "--training-job", "job"]
+INVOKE = ["invoke", "--endpoint-name", "endpoint"]
+OPTION_CASES = [
+    (replaced(train_args(), "--role-arn", ""), "--role-arn"),
+    (replaced(train_args(), "--role-arn", "SageMakerRole"), "--role-arn"),
+    (replaced(train_args(), "--channel", "training="), "--channel training"),
+    (replaced(train_args(), "--channel", "training=bucket/iris/"), "--channel training"),
+    (replaced(train_args(), "--channel", "training=s3://"), "--channel training"),
+    (replaced(train_args(), "--channel", "training"), "--channel"),
+    (without(without(train_args(), "--channel"), "--content-type"), "--channel training"),
+    (replaced(train_args(), "--output", ""), "--output"),
+    (replaced(train_args(), "--output", "s3:/bucket/jobs"), "--output"),
+    (train_args("--set", "validation_fraction"), "--set"),
+    (train_args("--set", "validation_fraction="), "validation_fraction"),
+    (train_args("--job-name", ""), "--job-name"),
+    (train_args("--job-name", "my_job"), "--job-name"),
+    (train_args("--instance-type", ""), "--instance-type"),
+    (train_args("--instance-count", "0"), "--instance-count"),
+    (train_args("--spot", "--checkpoint-s3", ""), "--checkpoint-s3"),
+    (train_args("--repository", ""), "--repository"),
+    (train_args("--tag", ""), "--tag"),
+    (["--region", "us-east", *train_args()], "--region"),
+    (replaced(DEPLOY, "--role-arn", ""), "--role-arn"),
+    (replaced(DEPLOY, "--training-job", ""), "--training-job"),
+    (replaced(without(DEPLOY, "--training-job"), "--model-data", ""), "--model-data"),
+    (replaced(without(DEPLOY, "--training-job"), "--model-data", "model.tar.gz"), "--model-data"),
+    ([*DEPLOY, "--endpoint-name", ""], "--endpoint-name"),
+    ([*DEPLOY, "--model-name", ""], "--model-name"),
+    ([*DEPLOY, "--instance-type", "m5.large"], "--instance-type"),
+    ([*DEPLOY, "--instance-count", "0"], "--instance-count"),
+    (replaced(INVOKE, "--endpoint-name", ""), "--endpoint-name"),
+    ([*INVOKE, "--body", "no-such-file.csv"], "--body"),
+    ([*INVOKE, "--content-type", ""], "--content-type"),
+    (["push", "--image", ""], "--image"),
+    (["push", "--repository", ""], "--repository"),
+    (["push", "--tag", ""], "--tag"),
+]
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    OPTION_CASES,
+    ids=[f"{n}{option}" for n, (_, option) in enumerate(OPTION_CASES)],
+)
+def test_a_missing_or_malformed_option_is_named_before_any_aws_call(
+    no_credentials: dict[str, str],
+    no_aws: None,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    option: str,
+) -> None:
+    assert sm.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ")
+    assert option in err
+    assert "credentials" not in err
+
+
+# What `make train-aws` and `make deploy` run, with what is not set on make's command line
+# empty; each run names the first option that is missing.
+MAKE_TRAIN_AWS = [
+    "train", "--repository", sm.PROJECT, "--tag", "latest", "--role-arn", "",
+    "--channel", "training=", "--content-type", "training=text/csv",
+    "--output", "", "--instance-type", "ml.m5.large", "--wait",
+]  # fmt: skip
+MAKE_DEPLOY = [
+    "deploy", "--repository", sm.PROJECT, "--tag", "latest", "--role-arn", "",
+    "--training-job", "", "--endpoint-name", sm.PROJECT, "--instance-type", "ml.m5.large",
+    "--wait",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (MAKE_TRAIN_AWS, "--role-arn"),
+        (replaced(MAKE_TRAIN_AWS, "--role-arn", ROLE), "--channel training"),
+        (
+            replaced(
+                replaced(MAKE_TRAIN_AWS, "--role-arn", ROLE), "--channel", "training=s3://b/"
+            ),
+            "--output",
+        ),
+        (MAKE_DEPLOY, "--role-arn"),
+        (replaced(MAKE_DEPLOY, "--role-arn", ROLE), "--training-job"),
+    ],
+    ids=["train-role", "train-channel", "train-output", "deploy-role", "deploy-job"],
+)
+def test_the_script_without_credentials_names_the_missing_option(
+    no_credentials: dict[str, str], argv: list[str], option: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), *argv],
+        env=no_credentials,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert option in result.stderr
+    assert "credentials" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 # ---------------------------------------------------------------- training on (moto's) SageMaker
 
 

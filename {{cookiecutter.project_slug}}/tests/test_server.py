@@ -5,6 +5,7 @@ The real server process, on a free port, exactly as the container starts it.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import json
@@ -12,6 +13,8 @@ import os
 import re
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -22,8 +25,18 @@ import numpy as np
 import pytest
 
 from {{ cookiecutter.package_name }} import model
+from {{ cookiecutter.package_name }}.environment import Paths
 
-from .support import SAMPLE_REQUEST, STARTUP_SECONDS, Server, free_port, healthy_server, http
+from .support import (
+    PROJECT,
+    SAMPLE_REQUEST,
+    STARTUP_SECONDS,
+    Server,
+    free_port,
+    healthy_server,
+    http,
+    require_tool,
+)
 
 
 def test_every_worker_loads_the_model_once_and_says_so(server: Server) -> None:
@@ -161,6 +174,40 @@ def test_port_is_bound_at_once_and_ping_is_503_without_a_model(tmp_path: Path) -
     finally:
         code, _ = server.stop()
     assert code == 0
+
+
+def test_a_port_in_use_is_named_with_how_to_pick_another(tmp_path: Path) -> None:
+    with socket.socket() as holder:  # another server, on the loopback address only
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        process = subprocess.Popen(
+            [sys.executable, "-m", "{{ cookiecutter.package_name }}", "serve"],
+            env={
+                **os.environ,
+                "SAGEMAKER_BASE_DIR": str(tmp_path),
+                "SAGEMAKER_BIND_TO_PORT": str(port),
+            },
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            _, stderr = process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            stop_group(process)
+            pytest.fail(f"the server did not exit within 10 s with port {port} taken")
+    assert process.returncode != 0
+    assert f"port {port}" in stderr
+    assert "PORT=" in stderr
+    assert "Traceback" not in stderr, stderr
+
+
+def stop_group(process: subprocess.Popen[str]) -> None:
+    """SIGKILL ``process`` and everything it started (its own session)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.communicate()
 
 
 def test_each_request_is_one_json_line_in_the_server_log(server: Server) -> None:
@@ -399,3 +446,140 @@ def test_accepted_connections_have_tcp_nodelay(server: Server) -> None:
         assert server_side_nodelay(server.process.pid, connection.sock) not in (None, 0)
     finally:
         connection.close()
+
+
+# ---------------------------------------------------------------- make serve-local
+
+# An idle server stops within this after SIGTERM (as healthy_server expects).
+STOP_SECONDS = 10
+
+
+def started_at(pid: int) -> str | None:
+    """When ``pid`` started (clock ticks since boot), or None once it has exited: with the
+    pid, it names one process even if the pid is reused."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] in "ZX" else fields[19]
+
+
+def children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def port_is_free(port: int) -> bool:
+    """Whether a server could bind ``port`` now, as the server binds it."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+def make_command(target: str, trained: Paths, tmp_path: Path, port: int) -> list[str]:
+    """``make TARGET`` with the project's Makefile, on the trained model, serving on ``port``;
+    run in ``tmp_path``, where ``make package`` writes model.tar.gz (not in the project)."""
+    return [
+        require_tool("make"),
+        "-f",
+        str(PROJECT / "Makefile"),
+        target,
+        f"LOCAL={trained.base}",
+        f"SERVING={tmp_path / 'serving'}",
+        f"PORT={port}",
+        f"PYTHON={sys.executable}",
+    ]
+
+
+def start_serve_local(trained: Paths, tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
+    """``make serve-local`` with one worker, its output in tmp_path/make.log, in a session of
+    its own (whatever is left of it can be killed at the end)."""
+    command = make_command("serve-local", trained, tmp_path, port)
+    with (tmp_path / "make.log").open("wb") as out:
+        return subprocess.Popen(
+            command,
+            cwd=tmp_path,
+            env={**os.environ, "SAGEMAKER_MODEL_SERVER_WORKERS": "1"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def end_session(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to make if it still runs, then SIGKILL to whatever is left of its session."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=STOP_SECONDS)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def test_make_predict_waits_for_the_server_make_serve_local_starts(
+    trained: Paths, tmp_path: Path
+) -> None:
+    """``make serve-local &`` then ``make predict`` at once, as the README's quick start has
+    it: predict waits for /ping 200 (the server is still unpacking and loading the model)."""
+    require_tool("curl")  # what `make predict` runs
+    port = free_port()
+    server = start_serve_local(trained, tmp_path, port)
+    try:
+        predicted = subprocess.run(
+            [*make_command("predict", trained, tmp_path, port), "--silent"],
+            cwd=PROJECT,  # data/sample-request.csv
+            capture_output=True,
+            text=True,
+            timeout=STARTUP_SECONDS + 30,
+            check=False,
+        )
+        assert predicted.returncode == 0, predicted.stderr + (tmp_path / "make.log").read_text()
+    finally:
+        end_session(server)
+    rows = np.loadtxt(SAMPLE_REQUEST, delimiter=",", ndmin=2)
+    expected = [str(label) for label in model.predict(model.load(trained.model), rows)]
+    assert predicted.stdout.splitlines() == expected
+
+
+@pytest.mark.parametrize("signalled", ["server", "make"])
+def test_sigterm_to_make_serve_local_stops_the_server(
+    trained: Paths, tmp_path: Path, signalled: str
+) -> None:
+    """SIGTERM to the process ``make serve-local`` started, or to make itself (which passes
+    it on), stops the server gracefully: no process of it left, and its port free."""
+    port = free_port()
+    process = start_serve_local(trained, tmp_path, port)
+    log = tmp_path / "make.log"
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while ping(port) != 200:
+            assert process.poll() is None, log.read_text()
+            if time.monotonic() > deadline:
+                pytest.fail(f"/ping was not 200 within {STARTUP_SECONDS} s:\n{log.read_text()}")
+            time.sleep(0.1)
+        (child,) = children(process.pid)
+        started = {pid: started_at(pid) for pid in descendants(process.pid)[1:]}
+        os.kill(child if signalled == "server" else process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_SECONDS
+        while left := [pid for pid, start in started.items() if started_at(pid) == start]:
+            if time.monotonic() > deadline:
+                pytest.fail(f"still running {STOP_SECONDS} s after SIGTERM: {left}")
+            time.sleep(0.1)
+        assert port_is_free(port)
+        process.wait(timeout=STOP_SECONDS)
+    finally:
+        end_session(process)
+    # The server stopped gracefully (exit code 0); make, signalled, dies of the signal.
+    expected = 0 if signalled == "server" else -signal.SIGTERM
+    assert process.returncode == expected, log.read_text()
+
+
+def ping(port: int) -> int | None:
+    try:
+        return http("GET", f"http://127.0.0.1:{port}/ping")[0]
+    except OSError:
+        return None

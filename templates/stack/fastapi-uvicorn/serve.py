@@ -22,7 +22,7 @@ import logging
 import socket
 from typing import TYPE_CHECKING
 
-from .environment import ServerSettings, configure_logging, log_config
+from .environment import ServerSettings, bind_port, configure_logging, log_config
 
 # Connections the kernel accepts before a worker takes them (uvicorn's default).
 BACKLOG = 2048
@@ -38,11 +38,10 @@ if TYPE_CHECKING:  # uvicorn itself is imported once the port is taken
 log = logging.getLogger(__name__)
 
 
-def listen(port: int, host: str = "0.0.0.0") -> socket.socket:
-    """A TCP socket bound to ``port`` and listening, which the spawned workers inherit."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+def listen(port: int) -> socket.socket:
+    """A TCP socket bound to ``port`` and listening, which the spawned workers inherit; a
+    port in use ends the process with a message naming it (``bind_port``)."""
+    sock = bind_port(port)
     sock.listen(BACKLOG)
     sock.set_inheritable(True)
     return sock

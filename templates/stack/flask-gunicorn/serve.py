@@ -13,11 +13,14 @@ mid-request holds a thread until that read timeout (``gunicorn_server``).
 
 from __future__ import annotations
 
-from .environment import ServerSettings, configure_logging
+from .environment import ServerSettings, bind_port, configure_logging
 from .gunicorn_server import run
 
 
 def main() -> int:
     configure_logging()
     settings = ServerSettings.from_env()
+    # gunicorn would retry a port in use for 5 s, then exit with its own terse log line:
+    # see first that the port is free, or say which one is taken and how to pick another.
+    bind_port(settings.port).close()
     return run(f"0.0.0.0:{settings.port}", settings)

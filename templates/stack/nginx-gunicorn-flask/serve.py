@@ -25,7 +25,7 @@ from pathlib import Path
 from types import FrameType
 
 from . import gunicorn_server
-from .environment import ServerSettings, configure_logging
+from .environment import ServerSettings, bind_port, configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +128,9 @@ def _stop_all(nginx: subprocess.Popen[bytes], gunicorn: subprocess.Popen[bytes])
 def main() -> int:
     configure_logging()
     settings = ServerSettings.from_env()
+    # nginx binds the port: see first that it is free, or say which one is taken and how to
+    # pick another, before anything is started (nginx would retry for 2 s, then exit).
+    bind_port(settings.port).close()
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:

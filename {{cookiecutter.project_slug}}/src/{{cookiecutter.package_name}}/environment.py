@@ -6,9 +6,11 @@ in the container and against a local directory laid out the same way (tests, lap
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -229,6 +231,29 @@ class ServerSettings:
             "BatchStrategy": self.batch_strategy,
             "MaxPayloadInMB": self.max_payload_mb,
         }
+
+
+def bind_port(port: int) -> socket.socket:
+    """A TCP socket bound to ``port`` on every interface, as the server binds it.
+
+    A port it cannot have (another server holds it, or it needs root) ends the process with
+    a message naming the port and how to pick another one, not with a traceback.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("0.0.0.0", port))
+    except OSError as error:
+        sock.close()
+        if error.errno == errno.EADDRINUSE:
+            reason = f"port {port} is already in use (another server?)"
+        else:
+            reason = f"cannot listen on port {port}: {error.strerror}"
+        raise SystemExit(
+            f"{reason}: stop what holds it, or serve on another port: "
+            "`make serve-local PORT=9000`, or SAGEMAKER_BIND_TO_PORT=9000 in the environment"
+        ) from None
+    return sock
 
 
 def threads_per_worker(env: Mapping[str, str] = os.environ) -> int:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import struct
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +26,7 @@ from {{ cookiecutter.package_name }}.channels import (
     stratified_split,
 )
 from {{ cookiecutter.package_name }}.environment import Paths
+from {{ cookiecutter.package_name }}.job import TrainingStopped
 
 from .support import N_FEATURES, SAMPLE_DATA, SAMPLE_FEATURES, SAMPLE_LABELS, layout
 from .test_model import QUICK_HYPERPARAMETERS
@@ -303,3 +308,104 @@ def test_a_regression_target_is_split_at_random() -> None:
     data = Dataset(np.arange(100.0).reshape(100, 1), np.linspace(0, 1, 100))
     _, validation = stratified_split(data, 0.25, seed=0)
     assert len(validation) == 25
+
+
+def test_pipe_mode_waits_for_a_writer_within_a_bound(
+    pipe_job: Paths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A FIFO nobody writes: a plain open() would wait forever."""
+    configure(pipe_job, training={"ContentType": "text/csv", "TrainingInputMode": "Pipe"})
+    os.mkfifo(pipe_job.input_data / "training_0")
+    monkeypatch.setenv("PIPE_MODE_WAIT_SECONDS", "0.5")
+    started = time.monotonic()
+    with pytest.raises(
+        ChannelError, match=r"nothing was written to the pipe .*training_0 in 0.5 s"
+    ):
+        read_training(pipe_job)
+    assert time.monotonic() - started < 5
+
+
+def test_pipe_mode_stops_waiting_when_told_to(pipe_job: Paths) -> None:
+    configure(pipe_job, training={"ContentType": "text/csv", "TrainingInputMode": "Pipe"})
+    os.mkfifo(pipe_job.input_data / "training_0")
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(TrainingStopped, match=r"while waiting for .*training_0"):
+        channels(pipe_job, stop)["training"].read()
+    assert time.monotonic() - started < 5
+
+
+def test_a_pipe_mode_job_stops_on_the_first_sigterm(pipe_job: Paths) -> None:
+    """The job's own process, waiting on a FIFO nobody writes, stops on one SIGTERM."""
+    configure(pipe_job, training={"ContentType": "text/csv", "TrainingInputMode": "Pipe"})
+    fifo = pipe_job.input_data / "training_0"
+    os.mkfifo(fifo)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "{{ cookiecutter.package_name }}", "train"],
+        env={"SAGEMAKER_BASE_DIR": str(pipe_job.base), "PATH": "/usr/bin:/bin"},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    for line in process.stderr:  # the runner has read its configuration: it waits now
+        if "hyperparameters:" in line:
+            break
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=10) == 1
+    assert pipe_job.failure.read_text().splitlines()[0] == (
+        f"TrainingStopped: stopped by signal SIGTERM while waiting for {fifo}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        # SageMaker writes strings; a hand-written or corrupted file may not.
+        ({"ContentType": 5}, "channel 'training': ContentType must be a string, got 5"),
+        (
+            {"TrainingInputMode": 5},
+            "channel 'training': TrainingInputMode must be a string (File, Pipe, FastFile), got 5",
+        ),
+        (
+            {"TrainingInputMode": "Stream"},
+            "channel 'training': TrainingInputMode 'Stream' is not one of File, Pipe, FastFile",
+        ),
+        (
+            {"S3DistributionType": ["FullyReplicated"]},
+            "channel 'training': S3DistributionType must be a string"
+            " (FullyReplicated, ShardedByS3Key), got ['FullyReplicated']",
+        ),
+        (
+            {"RecordWrapperType": "Protobuf"},
+            "channel 'training': RecordWrapperType 'Protobuf' is not one of None, RecordIO",
+        ),
+        ("text/csv", "channel 'training' must be a JSON object, got 'text/csv'"),
+    ],
+    ids=["content-type", "mode-type", "mode", "distribution", "wrapper", "not-an-object"],
+)
+def test_a_malformed_inputdataconfig_names_channel_and_setting(
+    job: Paths, settings: object, message: str
+) -> None:
+    configure(job, training=settings)
+    with pytest.raises(ChannelError) as raised:
+        channels(job)
+    assert str(raised.value) == f"inputdataconfig.json: {message}"
+    assert training.main() == 1
+    assert job.failure.read_text().splitlines()[0] == (
+        f"ChannelError: inputdataconfig.json: {message}"
+    )
+
+
+def test_settings_take_sagemakers_spelling_whatever_the_case(job: Paths) -> None:
+    configure(job, training={"TrainingInputMode": "file", "S3DistributionType": "shardedbys3key"})
+    channel = channels(job)["training"]
+    assert (channel.input_mode, channel.distribution) == ("File", "ShardedByS3Key")
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "", ".hidden"])
+def test_a_channel_name_sagemaker_would_not_give_is_refused(job: Paths, name: str) -> None:
+    configure(job, **{name: {}})
+    with pytest.raises(ChannelError, match="not a channel name"):
+        channels(job)

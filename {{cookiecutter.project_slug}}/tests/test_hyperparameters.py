@@ -183,3 +183,27 @@ def test_the_readme_tables_are_made_from_model_py() -> None:
     assert describe(model.Hyperparameters) in readme
     for name in model.METRICS:
         assert f"| `{name}` |" in readme
+
+
+def test_a_value_nested_beyond_any_parser_is_a_hyperparameter_error() -> None:
+    """JSON nested 100,000 deep: RecursionError from the parsers, never out of the job."""
+    name = next(f.name for f in fields(model.Hyperparameters) if f.type in (int, "int"))
+    deep = "[" * 100_000 + "]" * 100_000
+    with pytest.raises(HyperparameterError) as raised:
+        load(model.Hyperparameters, {name: deep})
+    assert str(raised.value).startswith(f"hyperparameter {name!r}: expected an integer, got '[[[")
+
+
+def test_a_huge_value_is_cut_in_the_message() -> None:
+    name = next(f.name for f in fields(model.Hyperparameters) if f.type in (int, "int"))
+    huge = "x" * 10_000_000
+    with pytest.raises(HyperparameterError) as raised:
+        load(model.Hyperparameters, {name: huge})
+    message = str(raised.value)
+    assert len(message) < 400
+    assert message.endswith("... (10,000,002 characters)")
+    with pytest.raises(HyperparameterError) as raised:
+        load(model.Hyperparameters, {huge: "1"})
+    assert len(str(raised.value)) < 400 + len(
+        ", ".join(f.name for f in fields(model.Hyperparameters))
+    )

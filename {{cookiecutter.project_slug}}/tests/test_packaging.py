@@ -1,9 +1,11 @@
 import io
+import os
 import tarfile
 from pathlib import Path
 
 import pytest
 
+from {{ cookiecutter.package_name }} import packaging
 from {{ cookiecutter.package_name }}.environment import Paths
 from {{ cookiecutter.package_name }}.packaging import PackagingError, create, extract, main
 
@@ -94,3 +96,118 @@ def test_command_line(trained: Paths, tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["extract", str(archive), str(tmp_path / "out")]) == 0
     assert main(["create", str(tmp_path / "missing"), str(archive)]) == 1
     assert "is not a directory" in capsys.readouterr().err
+
+
+def _model_dir(tmp_path: Path) -> Path:
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "weights.bin").write_bytes(b"w" * 100)
+    (model_dir / "config.json").write_text("{}")
+    return model_dir
+
+
+def test_links_to_files_are_stored_as_the_files(tmp_path: Path) -> None:
+    """extract (and SageMaker) want plain files: a link is stored as what it points to."""
+    model_dir = _model_dir(tmp_path)
+    outside = tmp_path / "vocab.txt"
+    outside.write_text("a b c")
+    (model_dir / "vocab.txt").symlink_to(outside)
+    (model_dir / "latest.bin").symlink_to("weights.bin")
+    os.link(model_dir / "config.json", model_dir / "config-copy.json")
+    archive = tmp_path / "model.tar.gz"
+    create(model_dir, archive)
+    with tarfile.open(archive) as tar:
+        assert all(member.isreg() for member in tar.getmembers())
+    restored = tmp_path / "restored"
+    extract(archive, restored)
+    assert (restored / "vocab.txt").read_text() == "a b c"
+    assert (restored / "latest.bin").read_bytes() == b"w" * 100
+    assert (restored / "config-copy.json").read_text() == "{}"
+
+
+def _folder_link(model_dir: Path) -> str:
+    (model_dir.parent / "shards").mkdir()
+    (model_dir / "shards").symlink_to(model_dir.parent / "shards")
+    return "is a link to a folder"
+
+
+def _dangling(model_dir: Path) -> str:
+    (model_dir / "gone.bin").symlink_to(model_dir / "nowhere.bin")
+    return "is a dangling link"
+
+
+def _fifo(model_dir: Path) -> str:
+    os.mkfifo(model_dir / "pipe")
+    return "is not a regular file"
+
+
+@pytest.mark.parametrize(
+    "make", [_folder_link, _dangling, _fifo], ids=["folder-link", "dangling", "fifo"]
+)
+def test_what_cannot_be_packaged_is_refused_before_writing(tmp_path: Path, make) -> None:
+    model_dir = _model_dir(tmp_path)
+    archive = tmp_path / "model.tar.gz"
+    archive.write_bytes(b"the previous archive")
+    reason = make(model_dir)
+    with pytest.raises(PackagingError, match=reason):
+        create(model_dir, archive)
+    assert archive.read_bytes() == b"the previous archive"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_failure_while_writing_leaves_no_partial_archive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model_dir = _model_dir(tmp_path)
+    archive = tmp_path / "model.tar.gz"
+    archive.write_bytes(b"the previous archive")
+    add = packaging._add_file
+
+    def fail_on_the_second(tar: tarfile.TarFile, path: Path, name: str) -> None:
+        if len(tar.getmembers()) == 1:
+            raise OSError(28, "No space left on device")
+        add(tar, path, name)
+
+    monkeypatch.setattr(packaging, "_add_file", fail_on_the_second)
+    with pytest.raises(OSError, match="No space left"):
+        create(model_dir, archive)
+    assert archive.read_bytes() == b"the previous archive"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "model.tar.gz"]
+
+
+def _bomb(tmp_path: Path, size: int) -> Path:
+    """A gzip archive of a few KB holding ``size`` bytes of zeros."""
+    path = tmp_path / "bomb.tar.gz"
+    info = tarfile.TarInfo("model.bin")
+    info.size = size
+    with tarfile.open(path, "w:gz") as tar:
+        tar.addfile(info, io.BytesIO(bytes(size)))
+    return path
+
+
+def test_extract_refuses_an_archive_that_expands_beyond_the_bound(tmp_path: Path) -> None:
+    archive = _bomb(tmp_path, 4 * 2**20)
+    assert archive.stat().st_size < 20_000
+    with pytest.raises(PackagingError, match="expands to 4,194,304 bytes, more than the"):
+        extract(archive, tmp_path / "out", max_bytes=2**20)
+    assert not (tmp_path / "out").exists()
+    assert extract(archive, tmp_path / "out", max_bytes=4 * 2**20) == ["model.bin"]
+
+
+def test_the_default_bound_and_the_command_line_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert packaging.MAX_EXTRACTED_BYTES == 50 * 2**30
+    archive = _bomb(tmp_path, 3000)
+    assert main(["extract", "--max-bytes", "2999", str(archive), str(tmp_path / "out")]) == 1
+    assert "more than the 2,999 allowed (--max-bytes to allow more)" in capsys.readouterr().err
+    assert main(["extract", "--max-bytes", "3000", str(archive), str(tmp_path / "out")]) == 0
+
+
+def test_extract_refuses_what_the_disk_cannot_hold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(packaging, "_free_bytes", lambda folder: 1000)
+    with pytest.raises(PackagingError, match="has 1,000 free"):
+        extract(_bomb(tmp_path, 3000), tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -249,3 +249,55 @@ def test_sm_variables_are_exported_for_the_model(job: Paths, monkeypatch) -> Non
     assert env[f"SM_HP_{first.upper()}"] == (
         hps[first] if isinstance(hps[first], str) else json.dumps(hps[first])
     )
+
+
+def test_a_huge_hyperparameter_makes_a_small_failure_file_and_log(
+    job: Paths, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A 10 MB value once made a 30 MB log and a 20 MB failure file."""
+    name = first_field_of_type(int)
+    job.hyperparameters.write_text(json.dumps({name: "7" * 10_000_000}))
+    assert training.main() == 1
+    failure = job.failure.read_text()
+    reason = failure.splitlines()[0]
+    assert reason.startswith(f"HyperparameterError: hyperparameter {name!r}: expected an integer")
+    assert len(reason) <= training.REASON_CHARACTERS
+    assert len(failure) <= training.FAILURE_FILE_CHARACTERS
+    out, err = capfd.readouterr()
+    assert len(out) + len(err) < 10_000
+
+
+def test_the_failure_file_keeps_the_reason_first_and_its_size_bounded(job: Paths) -> None:
+    def deep(n: int) -> None:
+        if n:
+            deep(n - 1)
+        raise ValueError("x" * 100_000)
+
+    try:
+        deep(500)
+    except ValueError as exc:
+        training.write_failure(job, exc)
+    text = job.failure.read_text()
+    assert len(text) <= training.FAILURE_FILE_CHARACTERS
+    first, blank, *rest = text.splitlines()
+    assert first.startswith("ValueError: xxx")
+    assert first.endswith("... (100,012 characters)")
+    assert len(first) <= training.REASON_CHARACTERS
+    assert blank == ""
+    assert rest[0].endswith(" characters cut]")  # the traceback's start went...
+    assert text.endswith("x" * 10_000 + "\n")  # ...its end, the innermost, stayed
+
+
+def test_a_failure_file_that_cannot_be_written_is_one_line_on_stderr(job: Paths) -> None:
+    """Root ignores permissions, so /opt/ml/output is a file here: nothing can go under it."""
+    shutil.rmtree(job.channel("training"))
+    assert not job.failure.parent.exists()
+    job.failure.parent.write_text("not a folder")
+    result = run_job(job)
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if "failure file" in line]
+    assert lines == [
+        f"cannot write the failure file {job.failure} (File exists); the job failed with"
+        " ChannelError: channel 'training' is missing: the job has no channels"
+    ]
+    assert "Traceback" not in result.stderr

@@ -14,17 +14,25 @@ Each record is a label followed by its features, in any of these content types:
 
 File and FastFile mode read every file under ``/opt/ml/input/data/<channel>/``. Pipe mode
 reads the FIFO ``/opt/ml/input/data/<channel>_<epoch>``, a new one per pass, unwrapping
-RecordIO when the channel says ``RecordWrapperType: RecordIO``. Either way records are parsed
-a block at a time (``Channel.batches``): the raw data is never held in memory whole.
+RecordIO when the channel says ``RecordWrapperType: RecordIO``; it waits for SageMaker to
+start writing the FIFO for at most ``PIPE_MODE_WAIT_SECONDS`` (600), and not past a SIGTERM.
+Either way records are parsed a block at a time (``Channel.batches``): the raw data is never
+held in memory whole.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
+import fcntl
 import itertools
 import json
+import os
+import re
+import select
 import struct
+import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,7 +40,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from .environment import Paths, read_json
+from .environment import Paths, read_json, shown
 
 CSV = "text/csv"
 JSON_LINES = "application/jsonlines"
@@ -59,6 +67,16 @@ CONTENT_TYPES = (CSV, JSON_LINES, PARQUET, LIBSVM)
 SUFFIXES = {".jsonl": JSON_LINES, ".parquet": PARQUET, ".libsvm": LIBSVM, ".svm": LIBSVM}
 BLOCK_ROWS = 65_536  # Records parsed into one array block.
 RECORDIO_MAGIC = 0xCED7230A
+# How long Pipe mode waits for SageMaker to start writing a FIFO, unless told otherwise.
+PIPE_WAIT_ENV = "PIPE_MODE_WAIT_SECONDS"
+PIPE_WAIT_SECONDS = 600.0
+# inputdataconfig.json: each setting's allowed values (a missing setting takes the first).
+SETTINGS = {
+    "TrainingInputMode": ("File", "Pipe", "FastFile"),
+    "S3DistributionType": ("FullyReplicated", "ShardedByS3Key"),
+    "RecordWrapperType": ("None", "RecordIO"),
+}
+CHANNEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # SageMaker's channel names
 
 
 class ChannelError(ValueError):
@@ -153,6 +171,9 @@ class Channel:
     input_mode: str = "File"
     distribution: str = "FullyReplicated"
     record_wrapper: str = "None"
+    # Set by the first SIGTERM: stops a wait for a Pipe mode FIFO.
+    stop: threading.Event | None = field(default=None, repr=False, compare=False)
+    pipe_wait: float = PIPE_WAIT_SECONDS
     # Pipe mode's passes over the channel: training_0, training_1...
     _passes: Iterator[int] = field(default_factory=itertools.count, repr=False, compare=False)
 
@@ -184,7 +205,7 @@ class Channel:
                 )
             if not fifo.exists():
                 raise ChannelError(f"channel {self.name!r} is missing: no pipe {fifo}")
-            with fifo.open("rb") as stream:
+            with self._open_pipe(fifo) as stream:
                 lines = _recordio(stream) if self.record_wrapper == "RecordIO" else _text(stream)
                 yield from _parse(self.content_type, lines, fifo.name, rows)
             return
@@ -195,6 +216,31 @@ class Channel:
                 continue
             with file.open("rb") as stream:
                 yield from _parse(content_type, _text(stream), file.name, rows)
+
+    def _open_pipe(self, fifo: Path) -> IO[bytes]:
+        """``fifo`` open for reading once SageMaker writes to it. A plain ``open`` would wait
+        for a writer forever, deaf to SIGTERM; this waits ``pipe_wait`` seconds at most, a
+        second at a time, and stops when ``stop`` is set."""
+        from .job import TrainingStopped  # job.py imports this module
+
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # returns at once, writer or not
+        try:
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            deadline = time.monotonic() + self.pipe_wait
+            while not poller.poll(min(1.0, max(deadline - time.monotonic(), 0)) * 1000):
+                if self.stop is not None and self.stop.is_set():
+                    raise TrainingStopped(f"stopped by signal SIGTERM while waiting for {fifo}")
+                if time.monotonic() >= deadline:
+                    raise ChannelError(
+                        f"channel {self.name!r}: nothing was written to the pipe {fifo} in"
+                        f" {self.pipe_wait:g} s ({PIPE_WAIT_ENV} sets how long to wait)"
+                    )
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+            return os.fdopen(fd, "rb")
+        except BaseException:
+            os.close(fd)
+            raise
 
     def files(self) -> list[Path]:
         if not self.directory.is_dir():
@@ -214,29 +260,71 @@ class Channel:
         return files
 
 
-def channels(paths: Paths) -> dict[str, Channel]:
-    """The job's channels: those ``inputdataconfig.json`` lists, else the data directories."""
+def _setting(where: str, settings: Mapping[str, Any], key: str) -> str:
+    """One channel setting of inputdataconfig.json, checked: a string among the allowed."""
+    allowed = SETTINGS[key]
+    value = settings.get(key, allowed[0])
+    if not isinstance(value, str):
+        raise ChannelError(
+            f"{where}: {key} must be a string ({', '.join(allowed)}), got {shown(value)}"
+        )
+    for known in allowed:  # SageMaker's spelling, whatever the case written
+        if value.lower() == known.lower():
+            return known
+    raise ChannelError(f"{where}: {key} {value!r} is not one of {', '.join(allowed)}")
+
+
+def pipe_wait_seconds() -> float:
+    raw = os.environ.get(PIPE_WAIT_ENV, "")
+    try:
+        seconds = float(raw) if raw.strip() else PIPE_WAIT_SECONDS
+    except ValueError:
+        raise ChannelError(f"{PIPE_WAIT_ENV} must be a number of seconds, got {raw!r}") from None
+    if not seconds > 0:
+        raise ChannelError(f"{PIPE_WAIT_ENV} must be more than 0 seconds, got {raw!r}")
+    return seconds
+
+
+def channels(paths: Paths, stop: threading.Event | None = None) -> dict[str, Channel]:
+    """The job's channels: those ``inputdataconfig.json`` lists, else the data directories.
+
+    Every setting is checked here, naming the channel and the setting at fault. ``stop``
+    ends a wait for a Pipe mode FIFO (the runner sets it on SIGTERM).
+    """
     config = read_json(paths.input_data_config, default=None)
     if config is None:  # A local run without the file: every directory is a CSV channel.
-        present = sorted(p.name for p in paths.input_data.glob("*") if p.is_dir())
+        present = sorted(
+            p.name for p in paths.input_data.glob("*") if p.is_dir() and not p.name.startswith(".")
+        )
         config = {name: {} for name in present}
     if not isinstance(config, Mapping):
         raise ChannelError(f"{paths.input_data_config} must hold a JSON object")
     found = {}
     for name, settings in config.items():
-        content_type = media_type(settings.get("ContentType"))
+        where = f"{paths.input_data_config.name}: channel {name!r}"
+        if not CHANNEL_NAME.match(name):
+            raise ChannelError(f"{where}: not a channel name (letters, digits, '.', '-', '_')")
+        if not isinstance(settings, Mapping):
+            raise ChannelError(f"{where} must be a JSON object, got {shown(settings)}")
+        raw_type = settings.get("ContentType")
+        if raw_type is not None and not isinstance(raw_type, str):
+            raise ChannelError(f"{where}: ContentType must be a string, got {shown(raw_type)}")
+        content_type = media_type(raw_type)
         if content_type not in CONTENT_TYPES:
             raise ChannelError(
-                f"channel {name!r}: ContentType {settings.get('ContentType')!r} is not one of"
+                f"channel {name!r}: ContentType {shown(raw_type)} is not one of"
                 f" {', '.join(CONTENT_TYPES)}"
             )
+        input_mode = _setting(where, settings, "TrainingInputMode")
         found[name] = Channel(
             name=name,
             directory=paths.channel(name),
             content_type=content_type,
-            input_mode=settings.get("TrainingInputMode", "File"),
-            distribution=settings.get("S3DistributionType", "FullyReplicated"),
-            record_wrapper=settings.get("RecordWrapperType", "None"),
+            input_mode=input_mode,
+            distribution=_setting(where, settings, "S3DistributionType"),
+            record_wrapper=_setting(where, settings, "RecordWrapperType"),
+            stop=stop,
+            pipe_wait=pipe_wait_seconds() if input_mode == "Pipe" else PIPE_WAIT_SECONDS,
         )
     return found
 

@@ -100,6 +100,24 @@ def read_json(path: Path, default: Any) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise ValueError(f"{path} is nested too deeply to read") from None
+
+
+# The most of a value a message or log line shows: a 10 MB hyperparameter once made a 30 MB
+# log and a 20 MB failure file.
+SHOWN_CHARACTERS = 200
+
+
+def shown(value: Any, limit: int = SHOWN_CHARACTERS) -> str:
+    """``repr(value)`` for a message, cut to ``limit`` characters with the full length said."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        text = f"<{type(value).__name__} nested too deeply to show>"
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def cpu_count() -> int:

@@ -25,6 +25,8 @@ import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from .environment import shown
+
 T = TypeVar("T")
 
 # Names SageMaker and its SDK add on their own: never the model's business.
@@ -96,7 +98,7 @@ def parse_value(raw: Any) -> Any:
     text = raw.strip()
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested 10,000 deep and more
         pass
     try:
         return ast.literal_eval(text)
@@ -124,7 +126,7 @@ def _coerce(name: str, value: Any, raw: Any, tp: Any) -> Any:
                 errors.append(str(exc))
         raise HyperparameterError(
             f"hyperparameter {name!r}: expected {' or '.join(map(_describe, options))},"
-            f" got {raw!r}"
+            f" got {shown(raw)}"
         )
     if origin is typing.Literal:
         allowed = typing.get_args(tp)
@@ -133,14 +135,16 @@ def _coerce(name: str, value: Any, raw: Any, tp: Any) -> Any:
                 return candidate
         raise HyperparameterError(
             f"hyperparameter {name!r}: expected one of {', '.join(map(repr, allowed))},"
-            f" got {raw!r}"
+            f" got {shown(raw)}"
         )
     if origin in (list, tuple):
         (item_type, *_) = typing.get_args(tp) or (Any,)
         if isinstance(value, str):
             value = [parse_value(part) for part in value.split(",") if part.strip()]
         if not isinstance(value, list | tuple):
-            raise HyperparameterError(f"hyperparameter {name!r}: expected a list, got {raw!r}")
+            raise HyperparameterError(
+                f"hyperparameter {name!r}: expected a list, got {shown(raw)}"
+            )
         items = [_coerce(f"{name}[{i}]", item, item, item_type) for i, item in enumerate(value)]
         return origin(items)
     if tp is Any:
@@ -154,7 +158,9 @@ def _coerce(name: str, value: Any, raw: Any, tp: Any) -> Any:
             return False
         if isinstance(value, int) and value in (0, 1):
             return bool(value)
-        raise HyperparameterError(f"hyperparameter {name!r}: expected true or false, got {raw!r}")
+        raise HyperparameterError(
+            f"hyperparameter {name!r}: expected true or false, got {shown(raw)}"
+        )
     if isinstance(value, str) and tp in (int, float) and value.strip() != raw:
         value = parse_value(value)  # A number JSON-encoded as a string: '"7"'.
     if tp is int:
@@ -162,11 +168,13 @@ def _coerce(name: str, value: Any, raw: Any, tp: Any) -> Any:
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        raise HyperparameterError(f"hyperparameter {name!r}: expected an integer, got {raw!r}")
+        raise HyperparameterError(
+            f"hyperparameter {name!r}: expected an integer, got {shown(raw)}"
+        )
     if tp is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
-        raise HyperparameterError(f"hyperparameter {name!r}: expected a number, got {raw!r}")
+        raise HyperparameterError(f"hyperparameter {name!r}: expected a number, got {shown(raw)}")
     if tp is str:
         # "100" declared as a string stays "100"; '"adam"' (JSON again) becomes "adam".
         return value if isinstance(value, str) else str(raw)
@@ -184,7 +192,7 @@ def load(cls: type[T], raw: Mapping[str, Any]) -> T:
             continue
         if name not in fields:
             raise HyperparameterError(
-                f"unknown hyperparameter {name!r}; known: {', '.join(known) or '(none)'}"
+                f"unknown hyperparameter {shown(name)}; known: {', '.join(known) or '(none)'}"
             )
         values[name] = _coerce(name, parse_value(raw_value), raw_value, hints[name])
     try:
@@ -199,7 +207,7 @@ def load(cls: type[T], raw: Mapping[str, Any]) -> T:
         problem = bounds.violated_by(value) if bounds else None
         if problem:
             raise HyperparameterError(
-                f"hyperparameter {field.name!r} {problem}, got {raw.get(field.name, value)!r}"
+                f"hyperparameter {field.name!r} {problem}, got {shown(raw.get(field.name, value))}"
             )
     return instance
 

@@ -1,25 +1,64 @@
 """``model.tar.gz``: what SageMaker uploads from ``/opt/ml/model`` and extracts back into it.
 
 ``create`` puts the model files at the archive root (never under a top folder, which the
-server would then not find) and refuses an empty model directory; ``extract`` refuses
-members that would land outside the destination (absolute paths, ``..``, links, devices).
+server would then not find) and refuses an empty model directory. A link to a file is stored
+as the file it points to (so is a second hard link), since ``extract`` and SageMaker's own
+extraction want plain files; a link to a folder, a dangling link, a FIFO or a socket is
+refused, named, before anything is written. The archive is written to a temporary file and
+renamed into place: a failure leaves no partial archive, and an older archive as it was.
+
+``extract`` refuses members that would land outside the destination (absolute paths, ``..``,
+links, devices) and archives whose files add up to more than ``MAX_EXTRACTED_BYTES``
+(``--max-bytes``; a few KB of gzip can expand to gigabytes), or to more than the destination
+has free, before it writes a byte.
 
     python -m <package>.packaging create MODEL_DIR model.tar.gz
-    python -m <package>.packaging extract model.tar.gz MODEL_DIR
+    python -m <package>.packaging extract [--max-bytes N] model.tar.gz MODEL_DIR
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import stat
 import sys
 import tarfile
 import tempfile
 from pathlib import Path, PurePosixPath
 
+# The most an archive may expand to, unless told otherwise: far above any model this image
+# serves on one instance's disk, far below what a crafted archive of a few KB can expand to.
+MAX_EXTRACTED_BYTES = 50 * 2**30
+
 
 class PackagingError(ValueError):
     """A model directory or archive that would not work as SageMaker's model.tar.gz."""
+
+
+def _model_files(model_dir: Path) -> list[Path]:
+    """The files to package, each a regular file or a link to one; anything else is refused."""
+    files = []
+    for path in sorted(model_dir.rglob("*")):
+        name = path.relative_to(model_dir).as_posix()
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise PackagingError(f"{name!r} is not a UTF-8 file name: rename it") from None
+        mode = path.lstat().st_mode
+        if stat.S_ISDIR(mode):
+            continue
+        if stat.S_ISLNK(mode):
+            if not path.exists():
+                raise PackagingError(f"{name} is a dangling link")
+            if path.is_dir():
+                raise PackagingError(
+                    f"{name} is a link to a folder: copy the folder into the model directory"
+                )
+        if not path.is_file():
+            raise PackagingError(f"{name} is not a regular file (a FIFO, socket or device)")
+        files.append(path)
+    return files
 
 
 def create(model_dir: Path, archive: Path) -> list[str]:
@@ -30,8 +69,7 @@ def create(model_dir: Path, archive: Path) -> list[str]:
         raise PackagingError(f"{model_dir} is not a directory")
     if archive.is_relative_to(model_dir):
         raise PackagingError(f"write {archive.name} outside the model directory it packages")
-    entries = sorted(model_dir.rglob("*"))
-    files = [path for path in entries if path.is_file()]
+    files = _model_files(model_dir)
     if not files:
         raise PackagingError(f"{model_dir} has no files: train first, then package")
     top = list(model_dir.iterdir())
@@ -46,12 +84,21 @@ def create(model_dir: Path, archive: Path) -> list[str]:
     try:
         with tarfile.open(tmp_name, "w:gz") as tar:
             for path, name in zip(files, names, strict=True):
-                tar.add(path, arcname=name, recursive=False)
+                _add_file(tar, path, name)
         os.replace(tmp_name, archive)
     finally:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
     return names
+
+
+def _add_file(tar: tarfile.TarFile, path: Path, name: str) -> None:
+    """``path`` as a plain file member, whether it is a link or one of several hard links."""
+    with path.open("rb") as stream:
+        info = tar.gettarinfo(arcname=name, fileobj=stream)
+        info.type = tarfile.REGTYPE
+        info.linkname = ""
+        tar.addfile(info, stream)
 
 
 def _check_member(member: tarfile.TarInfo) -> None:
@@ -62,8 +109,17 @@ def _check_member(member: tarfile.TarInfo) -> None:
         raise PackagingError(f"unsafe member {member.name!r}: only files and folders are allowed")
 
 
-def extract(archive: Path, destination: Path) -> list[str]:
-    """Extract a model archive into ``destination``; return the file names."""
+def _free_bytes(folder: Path) -> int:
+    while not folder.exists():
+        folder = folder.parent
+    return shutil.disk_usage(folder).free
+
+
+def extract(archive: Path, destination: Path, max_bytes: int = MAX_EXTRACTED_BYTES) -> list[str]:
+    """Extract a model archive into ``destination``; return the file names.
+
+    Every member is checked, and the sizes added up, before anything is written.
+    """
     with tarfile.open(archive, "r:*") as tar:
         members = tar.getmembers()
         for member in members:
@@ -71,6 +127,17 @@ def extract(archive: Path, destination: Path) -> list[str]:
         files = [m.name for m in members if m.isfile()]
         if not files:
             raise PackagingError(f"{archive} has no files")
+        total = sum(m.size for m in members if m.isfile())
+        if total > max_bytes:
+            raise PackagingError(
+                f"{archive} expands to {total:,} bytes, more than the {max_bytes:,} allowed"
+                " (--max-bytes to allow more)"
+            )
+        free = _free_bytes(destination)
+        if total > free:
+            raise PackagingError(
+                f"{archive} expands to {total:,} bytes; {destination} has {free:,} free"
+            )
         tops = {PurePosixPath(name).parts[0] for name in files}
         if len(tops) == 1 and all(len(PurePosixPath(n).parts) > 1 for n in files):
             raise PackagingError(
@@ -94,13 +161,19 @@ def main(argv: list[str] | None = None) -> int:
     extract_cmd = commands.add_parser("extract", help="model.tar.gz -> model directory")
     extract_cmd.add_argument("archive", type=Path)
     extract_cmd.add_argument("destination", type=Path)
+    extract_cmd.add_argument(
+        "--max-bytes",
+        type=int,
+        default=MAX_EXTRACTED_BYTES,
+        help=f"refuse an archive whose files add up to more (default {MAX_EXTRACTED_BYTES:,})",
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "create":
             names = create(args.model_dir, args.archive)
             print(f"wrote {args.archive} with {len(names)} files: {', '.join(names)}")
         else:
-            names = extract(args.archive, args.destination)
+            names = extract(args.archive, args.destination, args.max_bytes)
             print(f"extracted {len(names)} files into {args.destination}")
     except (PackagingError, OSError, tarfile.TarError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -12,7 +12,9 @@
    ``metadata.json`` to ``/opt/ml/model`` and the final metrics to ``output/data``.
 
 On any error it writes the reason to ``/opt/ml/output/failure`` (SageMaker shows its first
-1,024 characters as the job's FailureReason) and exits non-zero.
+1,024 characters as the job's FailureReason; the file holds at most 64 KiB: the reason, then
+the end of the traceback) and exits non-zero; if that file cannot be written, stderr says
+so in one line.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from .environment import (
     Paths,
     configure_logging,
     read_json,
+    shown,
     training_environment,
 )
 from .job import Job, MetricLogger, TrainingStopped
@@ -51,6 +54,9 @@ TEST_CHANNEL = "test"
 METRICS_FILE = "metrics.json"
 # Metrics the runner itself reports, beside the model's own (model.METRICS).
 RUNNER_METRICS = {"test:accuracy": "Accuracy on the test channel, when the job has one."}
+# SageMaker shows the failure file's first 1,024 characters as the job's FailureReason.
+REASON_CHARACTERS = 1024
+FAILURE_FILE_CHARACTERS = 64 * 1024
 # Failures whose message says it all: no traceback in the log.
 INPUT_ERRORS = (
     ChannelError,
@@ -59,9 +65,11 @@ INPUT_ERRORS = (
 )
 
 
-def read_data(paths: Paths, hp: model.Hyperparameters) -> tuple[TrainingData, Dataset | None]:
+def read_data(
+    paths: Paths, hp: model.Hyperparameters, stop: threading.Event | None = None
+) -> tuple[TrainingData, Dataset | None]:
     """The training data (with validation rows) and the test rows, if the job has them."""
-    found = channels(paths)
+    found = channels(paths, stop)
     if TRAINING_CHANNEL not in found:
         raise ChannelError(
             f"channel {TRAINING_CHANNEL!r} is missing: the job has"
@@ -95,14 +103,18 @@ def run(paths: Paths, stop: threading.Event | None = None) -> None:
             f"{paths.hyperparameters} must hold a JSON object"
         )
     hp = hyperparameters.load(model.Hyperparameters, raw_hps)
-    log.info("hyperparameters: %s", hp)
+    log.info(
+        "hyperparameters: %s",
+        ", ".join(f"{name}={shown(value)}" for name, value in dataclasses.asdict(hp).items()),
+    )
     # For code that expects AWS's framework images; what the job's environment sets wins.
     for name, value in training_environment(paths, dataclasses.asdict(hp)).items():
         os.environ.setdefault(name, value)
     cluster = Cluster.from_config(paths)
     if cluster.distributed:
         log.info("host %s of %s", cluster.current_host, ", ".join(cluster.hosts))
-    data, test = read_data(paths, hp)
+    stop = stop or threading.Event()
+    data, test = read_data(paths, hp, stop)
     validation_rows = len(data.validation) if data.validation is not None else 0
     log.info(
         "training on %d rows x %d features, validating on %d rows",
@@ -110,9 +122,7 @@ def run(paths: Paths, stop: threading.Event | None = None) -> None:
         validation_rows,
     )
     metrics = MetricLogger(all_metrics())
-    job = Job(
-        paths, cluster, Checkpoints(checkpoint_dir(paths)), metrics, stop or threading.Event()
-    )
+    job = Job(paths, cluster, Checkpoints(checkpoint_dir(paths)), metrics, stop)
     if job.stop.is_set():
         raise TrainingStopped("stopped by signal SIGTERM before training")
     started = time.perf_counter()
@@ -133,12 +143,28 @@ def run(paths: Paths, stop: threading.Event | None = None) -> None:
     log.info("model written to %s", paths.model)
 
 
-def write_failure(paths: Paths, exc: BaseException) -> None:
-    """The reason first (SageMaker keeps 1,024 characters), the traceback after it."""
+def failure_reason(exc: BaseException) -> str:
+    """``Type: message`` on one line, cut to what SageMaker shows as the FailureReason."""
     reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    reason = " ".join(reason.split())
+    if len(reason) <= REASON_CHARACTERS:
+        return reason
+    return reason[: REASON_CHARACTERS - 40] + f"... ({len(reason):,} characters)"
+
+
+def failure_text(exc: BaseException) -> str:
+    """The reason first, then the traceback: its end, the innermost frames, when too long."""
+    reason = failure_reason(exc)
     details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    room = FAILURE_FILE_CHARACTERS - len(reason) - 100
+    if len(details) > room:
+        details = f"[{len(details) - room:,} characters cut]\n...{details[-room:]}"
+    return f"{reason}\n\n{details}"
+
+
+def write_failure(paths: Paths, exc: BaseException) -> None:
     paths.failure.parent.mkdir(parents=True, exist_ok=True)
-    paths.failure.write_text(f"{reason}\n\n{details}", encoding="utf-8")
+    paths.failure.write_text(failure_text(exc), encoding="utf-8")
 
 
 def stop_on_sigterm(stop: threading.Event) -> None:
@@ -163,8 +189,15 @@ def main() -> int:
         run(paths, stop)
     except (Exception, TrainingStopped, KeyboardInterrupt) as exc:
         quiet = isinstance(exc, (*INPUT_ERRORS, TrainingStopped))
-        log.error("training failed: %s", exc, exc_info=not quiet)
-        write_failure(paths, exc)
+        log.error("training failed: %s", failure_reason(exc), exc_info=not quiet)
+        try:
+            write_failure(paths, exc)
+        except OSError as error:
+            print(
+                f"cannot write the failure file {paths.failure}"
+                f" ({error.strerror or error}); the job failed with {failure_reason(exc)}",
+                file=sys.stderr,
+            )
         return 1
     return 0
 

@@ -110,8 +110,8 @@ def test_missing_content_type_is_read_as_csv() -> None:
     [
         (b"", CSV, "empty CSV body"),
         (b"  \n", CSV, "empty CSV body"),
-        (b"1,2\n3\n", CSV, "could not read the CSV body"),
-        (b"1,x,3\n", CSV, "could not read the CSV body"),
+        (b"1,2\n3\n", CSV, "row 2 has 1 value where row 1 has 2"),
+        (b"1,x,3\n", CSV, "row 1, column 2: 'x' is not a number"),
         (b"\xff\xfe", CSV, "not UTF-8"),
         (b"a,b\n", CSV, "header but no rows"),
         (b"{", JSON, "not valid JSON"),
@@ -120,11 +120,10 @@ def test_missing_content_type_is_read_as_csv() -> None:
         (b'{"dataframe_split": [[1, 2]]}', JSON, '"dataframe_split" must be an object'),
         (b'{"dataframe_split": {"data": [[1, 2]]}}', JSON, '"dataframe_split" must be an object'),
         (b'{"dataframe_records": [{"a": 1}, {"b": 2}]}', JSON, "record 2"),
-        (b'{"instances": [{"features": [1, 2]}, {"features": [3]}]}', JSON, "same length"),
+        (b'{"instances": [{"features": [1, 2]}, {"features": [3]}]}', JSON, "row 2 has 1 value"),
         # Within json.loads' depth on some Pythons: the decoder itself must not recurse.
         (b'{"instances": ' * 1000 + b"[[1, 2]]" + b"}" * 1000, JSON, "numbers|too deeply"),
-        (b"[[1, 2], [3]]", JSON, "same length"),
-        (b'[["a", "b"]]', JSON, "rows of numbers"),
+        (b'[["a", "b"]]', JSON, "row 1, column 1: 'a' is not a number"),
         (b"[]", JSON, "non-empty"),
         (b"[[[1]]]", JSON, "shape"),
         (b"3", JSON, "shape"),
@@ -139,7 +138,6 @@ def test_missing_content_type_is_read_as_csv() -> None:
         (b"[1, 2]\n[3, 4", JSONLINES, "line 2 is not valid JSON"),
         (b"[1, 2]\n3\n", JSONLINES, "line 2: expected a list"),
         (b'{"x": [1]}', JSONLINES, "features"),
-        (b"[1, 2]\n[3]\n", JSONLINES, "same length"),
         (b"[1, 2] [3, 4]\n[5, 6]", JSONLINES, "line 1 is not valid JSON"),
         (b"", NPY, "not a .npy array"),
         (b"garbage bytes", NPY, "not a .npy array"),
@@ -152,6 +150,68 @@ def test_bad_bodies_are_400_with_a_reason(body: bytes, content_type: str, messag
     with pytest.raises(CodecError, match=message) as info:
         decode(body, content_type)
     assert info.value.status == 400
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "message"),
+    [
+        # CSV: rows of features from 1 (a header row and blank lines are not rows), columns
+        # from 1; NumPy itself says "row 0, column 2" for this first case.
+        (b"5.1,,1.4,0.2\n", CSV, "row 1, column 2: '' is not a number"),
+        (b"a,b,c,d\n5.1,3.5,1.4,0.2\n\n6.3,x,6.0,2.5\n", CSV, "row 2, column 2: 'x' is"),
+        (b'"5.1","3.5","1.4",""\n', CSV, "row 1, column 4: '' is not a number"),
+        (b"1_000,2\n", CSV, "row 1, column 1: '1_000' is not a number"),
+        # A ragged body: NumPy's own hint ("use `usecols`") makes no sense to a client.
+        (b"1,2,3,4\n1,2,3\n", CSV, "row 2 has 3 values where row 1 has 4: every row needs"),
+        (b"1,2\n3,4,5\n", CSV, "row 2 has 3 values where row 1 has 2"),
+        # Bytes that are not UTF-8: the line, and the byte within it (a byte order mark too).
+        (b"5.1,3.5\n1.4,\xff\n", CSV, r"byte 0xff at line 2, byte 5\)"),
+        (b"\xef\xbb\xbf5.1,\xff", CSV, r"byte 0xff at line 1, byte 8\)"),
+        # Binary data that is valid UTF-8: neither an empty body nor a header row.
+        (b"\x0b\x0c\x1c\x1d\x1e\xc2\x85" * 8, CSV, r"not text \(byte 0x0b at line 1, byte 1\)"),
+        (b"\x00" * 64, CSV, r"not text \(byte 0x00 at line 1, byte 1\)"),
+        (b"1,2\n3,\x00\n", CSV, r"not text \(byte 0x00 at line 2, byte 3\)"),
+        (b"\x1c\x1d\n\x1e", JSONLINES, r"not text \(byte 0x1c at line 1, byte 1\)"),
+        # JSON: the row, and the position in the text where the parser gave up.
+        (b"[[1, 2], [3, 4]", JSON, r"body is not valid JSON \(at column 16\)"),
+        (b'{"instances":\n  [[1, 2],\n   [3 4]]}', JSON, r"\(at line 3, column 7\)"),
+        (b"[[1, 2], [3]]", JSON, "row 2 has 1 value where row 1 has 2"),
+        (b'[[1, 2], [3, "x"]]', JSON, "row 2, column 2: 'x' is not a number"),
+        (b'[1, "x"]', JSON, "row 1, column 2: 'x' is not a number"),  # one row
+        (b'{"columns": ["a", "b"], "data": [[1, 2], [3]]}', JSON, 'row 2 of "data"'),
+        # JSON lines: a line is a row, counted from 1.
+        (b"[1, 2]\n[3, 4", JSONLINES, r"line 2 is not valid JSON \(at column 6\)"),
+        (b"[1, 2]\n[3]\n", JSONLINES, "line 2 has 1 value where line 1 has 2"),
+        (b'[1, 2]\n{"features": [3, "x"]}\n', JSONLINES, "line 2, column 2: 'x' is not"),
+    ],
+)
+def test_reasons_count_rows_and_columns_from_1(
+    body: bytes, content_type: str, message: str
+) -> None:
+    with pytest.raises(CodecError, match=message):
+        decode(body, content_type)
+
+
+# What NumPy, the json module and Python's codecs say in their own messages.
+LIBRARY_WORDS = ("usecols", "float64", "row 0", "Expecting", "codec can't", "position", "(char ")
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"1,2\n3\n", CSV),
+        (b"5.1,,1.4,0.2\n", CSV),
+        (b"1,2\n\xff", CSV),
+        (b"[1, 2", JSON),
+        (b"[1]\n[1, 2", JSONLINES),
+        (b"\x93NUMPY garbage", NPY),
+        (npy(ROWS)[:100], NPY),
+    ],
+)
+def test_reasons_are_the_servers_own_words(body: bytes, content_type: str) -> None:
+    with pytest.raises(CodecError) as info:
+        decode(body, content_type)
+    assert not [word for word in LIBRARY_WORDS if word in str(info.value)], str(info.value)
 
 
 def test_object_arrays_need_pickles_and_are_refused() -> None:

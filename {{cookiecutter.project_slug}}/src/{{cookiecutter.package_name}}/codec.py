@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -56,25 +57,84 @@ def media_type(header: str | None) -> str:
 def _text(body: bytes) -> str:
     try:
         return body.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    start = 0
+    try:
+        body.decode("utf-8")  # Positions counted from the first byte, a byte order mark too.
     except UnicodeDecodeError as exc:
-        raise CodecError(f"body is not UTF-8 text: {exc}") from None
+        start = exc.start
+    raise CodecError(f"body is not UTF-8 text ({_byte_at(body, start)})")
+
+
+def _byte_at(data: bytes | str, start: int) -> str:
+    """``byte 0xff at line 2, byte 5`` for the byte (or character) at ``start``."""
+    line = data.count(b"\n" if isinstance(data, bytes) else "\n", 0, start) + 1
+    column = start - data.rfind(b"\n" if isinstance(data, bytes) else "\n", 0, start)
+    code = data[start] if isinstance(data, bytes) else ord(data[start])
+    return f"byte 0x{code:02x} at line {line}, byte {column}"
+
+
+# Characters no text body holds (tab, newline and carriage return are fine): binary data
+# that happens to be valid UTF-8.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _refuse_binary(text: str) -> None:
+    """Called where a body is refused anyway: binary data gets that reason, not another."""
+    found = _CONTROL.search(text)
+    if found:
+        raise CodecError(f"body is not text ({_byte_at(text, found.start())})")
+
+
+# A number as NumPy reads one: an optional sign, digits with an optional point and exponent,
+# or nan, inf, infinity; spaces around it and double quotes are fine.
+_NUMBER = re.compile(
+    r'\s*"?\s*[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|nan|inf|infinity)\s*"?\s*',
+    re.IGNORECASE | re.ASCII,
+)
 
 
 def _is_number(field: str) -> bool:
-    try:
-        float(field.strip().strip('"'))
-    except ValueError:
-        return False
-    return True
+    return _NUMBER.fullmatch(field) is not None
 
 
-def _matrix(rows: Any, what: str) -> np.ndarray:
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
+def _row_problem(rows: list[Any], noun: str) -> str | None:
+    """Where ``rows`` (lists of fields) stop being a table of numbers, in 1-based rows and
+    columns: a row of another width than the first, or a value that is not a number."""
+    width = len(rows[0]) if rows and isinstance(rows[0], list) else None
+    for number, row in enumerate(rows, 1):
+        if not isinstance(row, list):
+            return None
+        if len(row) != width:
+            return (
+                f"{noun} {number} has {_count(len(row), 'value')} where {noun} 1 has {width}: "
+                f"every {noun} needs the same number of features"
+            )
+        for column, value in enumerate(row, 1):
+            if isinstance(value, str) and not _is_number(value):
+                return f"{noun} {number}, column {column}: {value!r} is not a number"
+            if isinstance(value, list | dict):
+                return f"{noun} {number}, column {column}: expected a number, not a nested value"
+    return None
+
+
+def _matrix(rows: Any, what: str, noun: str = "row") -> np.ndarray:
     """``rows`` as a non-empty 2-D float array; one flat row becomes a one-row matrix."""
     try:
         matrix = np.asarray(rows, dtype=np.float64)
     except (TypeError, ValueError, OverflowError):
+        problem = None
+        if isinstance(rows, list):
+            flat = not any(isinstance(row, list) for row in rows)  # one row
+            problem = _row_problem([rows] if flat else rows, noun)
         raise CodecError(
-            f"expected {what} of numbers, all of the same length (for example [[1.0, 2.0]])"
+            problem
+            or f"expected {what} of numbers, all of the same length (for example [[1.0, 2.0]])"
         ) from None
     if matrix.ndim == 1:
         matrix = matrix.reshape(1, -1)
@@ -88,10 +148,12 @@ def _matrix(rows: Any, what: str) -> np.ndarray:
 def decode_csv(body: bytes) -> np.ndarray:
     text = _text(body)
     if not text.strip():
+        _refuse_binary(text)
         raise CodecError("empty CSV body: send one row of features per line")
     first_line, _, rest = text.lstrip().partition("\n")
     header = not any(_is_number(field) for field in first_line.split(","))
     if header and not rest.strip():
+        _refuse_binary(text)
         raise CodecError("the CSV body has a header but no rows")
     try:
         rows = np.loadtxt(
@@ -102,11 +164,23 @@ def decode_csv(body: bytes) -> np.ndarray:
             quotechar='"',
             skiprows=1 if header else 0,
         )
-    except ValueError as exc:
-        raise CodecError(f"could not read the CSV body as numbers: {exc}") from None
+    except ValueError:
+        raise CodecError(_csv_problem(text, header)) from None
     if rows.size == 0:
         raise CodecError("the CSV body has no values")
     return rows
+
+
+def _csv_problem(text: str, header: bool) -> str:
+    """What NumPy refused in a CSV body, in rows and columns counted from 1 (the header row
+    and blank lines not counted: row N is the Nth row of features)."""
+    _refuse_binary(text)
+    lines = [line for line in text.lstrip().splitlines() if line and not line.startswith("#")]
+    if header:
+        lines = lines[1:]
+    rows = [[field.strip() for field in fields] for fields in csv.reader(lines)]
+    problem = _row_problem(rows, "row")
+    return problem or "could not read the CSV body as rows of numbers separated by commas"
 
 
 def _loads(text: str) -> Any:
@@ -122,7 +196,8 @@ def _parse_json(text: str, what: str) -> Any:
     try:
         return _loads(text)
     except json.JSONDecodeError as exc:
-        raise CodecError(f"{what} is not valid JSON: {exc}") from None
+        where = f"line {exc.lineno}, column {exc.colno}" if "\n" in text else f"column {exc.colno}"
+        raise CodecError(f"{what} is not valid JSON (at {where})") from None
     except RecursionError:
         raise CodecError(f"{what} is nested too deeply") from None
 
@@ -197,8 +272,10 @@ def _jsonlines_row(value: Any, number: int) -> Any:
 
 
 def decode_jsonlines(body: bytes) -> np.ndarray:
-    lines = [line for line in _text(body).splitlines() if line.strip()]
+    text = _text(body)
+    lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
+        _refuse_binary(text)
         raise CodecError("empty JSON lines body: send one row of features per line")
     try:  # One parse for the whole batch; line by line only to name a bad line.
         values = _loads(f"[{','.join(lines)}]")
@@ -207,7 +284,7 @@ def decode_jsonlines(body: bytes) -> np.ndarray:
     if len(values) != len(lines):  # A line holding two values: "1, 2" or "[1], [2]".
         values = [_parse_json(line, f"line {n}") for n, line in enumerate(lines, 1)]
     rows = [_jsonlines_row(value, number) for number, value in enumerate(values, 1)]
-    matrix = _matrix(rows, "lines")
+    matrix = _matrix(rows, "lines", noun="line")
     if matrix.shape[0] != len(lines):
         raise CodecError("expected one row of features per line")
     return matrix
@@ -216,8 +293,10 @@ def decode_jsonlines(body: bytes) -> np.ndarray:
 def decode_npy(body: bytes) -> np.ndarray:
     try:
         array = np.load(io.BytesIO(body), allow_pickle=False)
-    except Exception as exc:  # The header parser raises ValueError, SyntaxError, TokenError...
-        raise CodecError(f"body is not a .npy array: {exc}") from None
+    except Exception:  # The header parser raises ValueError, SyntaxError, TokenError...
+        raise CodecError(
+            "body is not a .npy array: send what numpy.save writes for an array of numbers"
+        ) from None
     if not isinstance(array, np.ndarray):
         raise CodecError("body is an .npz archive, not a .npy array")
     if array.dtype.kind not in "biuf":

@@ -133,7 +133,7 @@ def test_accept_chooses_the_response_type(client: Client) -> None:
         ),
         (b"", {"Content-Type": "text/csv"}, 400, b"empty CSV body"),
         (b"\x00\xff garbage", {"Content-Type": "text/csv"}, 400, b"not UTF-8"),
-        (b"[[1, 2], [3]]", {"Content-Type": "application/json"}, 400, b"same length"),
+        (b"[[1, 2], [3]]", {"Content-Type": "application/json"}, 400, b"row 2 has 1 value"),
         (
             b"1,2,3\n",
             {"Content-Type": "text/csv"},
@@ -156,8 +156,11 @@ def test_bodies_over_the_limit_are_413(service: ModelService) -> None:
     client = make_client(service, SETTINGS)
     row = b"5.1,3.5,1.4,0.2\n"
     body = row * (SETTINGS.max_payload_bytes // len(row) + 1)
-    status, _, _ = client("POST", "/invocations", body, {"Content-Type": "text/csv"})
+    status, headers, reason = client("POST", "/invocations", body, {"Content-Type": "text/csv"})
     assert status == 413
+    assert headers["content-type"] == "text/plain; charset=utf-8"
+    limit = SETTINGS.max_payload_bytes
+    assert reason == f"request body is larger than the {limit} byte limit\n".encode()
     status, _, _ = client("POST", "/invocations", row * 1000, {"Content-Type": "text/csv"})
     assert status == 200
 {%- if cookiecutter.__web == "fastapi" %}
@@ -472,6 +475,7 @@ def test_each_request_is_one_json_log_line(client: Client, request_log) -> None:
     assert "error" not in invocation
     assert (ping["path"], ping["status"], ping["level"]) == ("/ping", 200, "DEBUG")
     assert (bad["status"], bad["level"]) == (400, "INFO")
+    assert bad["error"] == f"expected {N_FEATURES} features per row, got 2"  # the reason
 
 
 def test_unexpected_errors_are_500_and_logged_with_the_traceback(

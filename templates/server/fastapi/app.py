@@ -20,12 +20,21 @@ import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import access_log
 from .environment import Paths, ServerSettings
-from .inference import CUSTOM_ATTRIBUTES_HEADER, InvocationError, ModelService
+from .inference import (
+    CUSTOM_ATTRIBUTES_HEADER,
+    InvocationError,
+    ModelService,
+    no_such_path,
+    stalled,
+    too_large,
+    wrong_method,
+)
 
 # What asyncio.wait_for raises on timeout: the builtin from Python 3.11, its own class before.
 TIMED_OUT = (TimeoutError, asyncio.TimeoutError)
@@ -33,12 +42,12 @@ TIMED_OUT = (TimeoutError, asyncio.TimeoutError)
 
 class PayloadTooLarge(InvocationError):
     def __init__(self, limit: int) -> None:
-        super().__init__(413, f"request body is larger than the {limit} byte limit")
+        super().__init__(413, too_large(limit))
 
 
 class BodyStalled(InvocationError):
     def __init__(self, seconds: float) -> None:
-        super().__init__(408, f"the request body stopped arriving for {seconds} s")
+        super().__init__(408, stalled(seconds))
 
 
 class BodyCutShort(InvocationError):
@@ -70,6 +79,16 @@ async def read_body(request: Request, limit: int, idle_seconds: float) -> bytes:
         if size > limit:
             raise PayloadTooLarge(limit)
         chunks.append(chunk)
+
+
+def error_response(
+    request: Request, reason: str, status: int, headers: dict[str, str] | None = None
+) -> Response:
+    """An error answer: the reason as one line of text, which the request log keeps too
+    (unless a traceback is there already)."""
+    if getattr(request.state, "error", None) is None:
+        request.state.error = reason
+    return PlainTextResponse(reason + "\n", status, headers=headers)
 
 
 def _header(scope: Scope, name: bytes) -> str:
@@ -140,6 +159,16 @@ def create_app(
     app.state.model_service = service
     app.add_middleware(RequestLog)
 
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        if exc.status_code == 404:
+            reason = no_such_path(request.url.path)
+        elif exc.status_code == 405:
+            reason = wrong_method(request.method, request.url.path)
+        else:
+            reason = exc.detail
+        return error_response(request, reason, exc.status_code, exc.headers)
+
     @app.get("/ping")
     async def ping() -> Response:
         return Response(status_code=200 if service.ready else 503)
@@ -154,8 +183,7 @@ def create_app(
             body = await read_body(request, settings.max_payload_bytes, settings.read_timeout)
         except InvocationError as exc:
             # The rest of the body is still coming, or never will: this connection is done.
-            headers = {"Connection": "close"}
-            return PlainTextResponse(exc.reason + "\n", exc.status, headers=headers)
+            return error_response(request, exc.reason, exc.status, {"Connection": "close"})
         try:
             answer = await asyncio.wait_for(
                 run_in_threadpool(
@@ -168,13 +196,13 @@ def create_app(
                 timeout=settings.timeout,
             )
         except InvocationError as exc:
-            return PlainTextResponse(exc.reason + "\n", status_code=exc.status)
+            return error_response(request, exc.reason, exc.status)
         except TIMED_OUT:
-            request.state.error = f"prediction took longer than {settings.timeout} s"
-            return PlainTextResponse(request.state.error + "\n", status_code=504)
+            reason = f"prediction took longer than {settings.timeout} s"
+            return error_response(request, reason, 504)
         except Exception as exc:
             request.state.error = traceback.format_exc()
-            return PlainTextResponse(f"prediction failed: {type(exc).__name__}\n", 500)
+            return error_response(request, f"prediction failed: {type(exc).__name__}", 500)
         headers = {}
         if answer.custom_attributes is not None:
             headers[CUSTOM_ATTRIBUTES_HEADER] = answer.custom_attributes

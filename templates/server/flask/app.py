@@ -15,17 +15,35 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from flask import Flask, Response, g, jsonify, request
-from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import (
+    ClientDisconnected,
+    HTTPException,
+    MethodNotAllowed,
+    NotFound,
+    RequestEntityTooLarge,
+)
 
 from . import access_log
 from .environment import Paths, ServerSettings
-from .inference import CUSTOM_ATTRIBUTES_HEADER, InvocationError, ModelService
+from .inference import (
+    CUSTOM_ATTRIBUTES_HEADER,
+    InvocationError,
+    ModelService,
+    no_such_path,
+    stalled,
+    too_large,
+    wrong_method,
+)
 
 PREDICT_THREADS = 4
 
 
-def text_response(message: str, status: int) -> Response:
-    return Response(message + "\n", status=status, mimetype="text/plain")
+def error_response(reason: str, status: int) -> Response:
+    """An error answer: the reason as one line of text, which the request log keeps too
+    (unless a traceback is there already)."""
+    if g.get("error") is None:
+        g.error = reason
+    return Response(reason + "\n", status=status, mimetype="text/plain")
 
 
 def read_body(limit: int) -> bytes:
@@ -79,12 +97,23 @@ def create_app(
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
-        return text_response(exc.description or exc.name, exc.code or 500)
+        if isinstance(exc, NotFound):
+            reason = no_such_path(request.path)
+        elif isinstance(exc, MethodNotAllowed):
+            reason = wrong_method(request.method, request.path)
+        elif isinstance(exc, RequestEntityTooLarge):
+            reason = too_large(settings.max_payload_bytes)
+        else:
+            reason = exc.description or exc.name
+        response = error_response(reason, exc.code or 500)
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
 
     @app.errorhandler(Exception)
     def unexpected_error(exc: Exception) -> Response:
         g.error = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        return text_response(f"internal error: {type(exc).__name__}", 500)
+        return error_response(f"internal error: {type(exc).__name__}", 500)
 
     @app.get("/ping")
     def ping() -> Response:
@@ -100,8 +129,7 @@ def create_app(
             body = read_body(settings.max_payload_bytes)
         except ClientDisconnected:
             # Nothing came for read_timeout s (gunicorn_server's limit), or the client left.
-            reason = f"nothing for {settings.read_timeout} s, or the client left"
-            return text_response(f"the request body stopped arriving ({reason})", 408)
+            return error_response(stalled(settings.read_timeout), 408)
         g.bytes_in = len(body)
         future = predictions.submit(
             service.invoke,
@@ -113,10 +141,9 @@ def create_app(
         try:
             answer = future.result(timeout=settings.timeout)
         except InvocationError as exc:
-            return text_response(exc.reason, exc.status)
+            return error_response(exc.reason, exc.status)
         except FutureTimeout:
-            g.error = f"prediction took longer than {settings.timeout} s"
-            return text_response(g.error, 504)
+            return error_response(f"prediction took longer than {settings.timeout} s", 504)
         response = Response(answer.body, mimetype=answer.media_type)
         if answer.custom_attributes is not None:
             response.headers[CUSTOM_ATTRIBUTES_HEADER] = answer.custom_attributes

@@ -1,13 +1,15 @@
 """The model server's request log: one JSON object per request, one line, on stderr.
 
-Every server stack writes it from the app (the servers' own access logs are off), so there
+Every server stack writes it from the app (the servers' own access logs are off; nginx, on
+the stack that has it, logs only the requests it refuses itself, as the same JSON), so there
 is exactly one line per request whatever runs in front. CloudWatch Logs Insights reads the
 fields as they are: ``fields status, latency_ms | filter path = "/invocations"``.
 
 ``/ping`` is logged at DEBUG: SageMaker checks health every few seconds, and those lines
 would drown the rest (``SAGEMAKER_CONTAINER_LOG_LEVEL=DEBUG`` shows them); a failed model
-load is logged on its own, with the reason. Other 5xx answers are logged at ERROR, with the
-traceback when an exception caused them.
+load is logged on its own, with the reason. A 4xx line's ``error`` is the reason the client
+got (CloudWatch is all the user of an endpoint has); other 5xx answers are logged at ERROR,
+with the traceback when an exception caused them.
 """
 
 from __future__ import annotations

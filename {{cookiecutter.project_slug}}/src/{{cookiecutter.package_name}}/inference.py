@@ -110,6 +110,26 @@ class InvocationError(Exception):
         self.reason = reason
 
 
+ENDPOINTS = ("/ping", "/invocations", "/execution-parameters")
+
+
+# The reasons every server stack gives in the same words (nginx's own answers too).
+def too_large(limit: int) -> str:
+    return f"request body is larger than the {limit} byte limit"
+
+
+def stalled(seconds: float) -> str:
+    return f"the request body stopped arriving for {seconds} s"
+
+
+def no_such_path(path: str) -> str:
+    return f"nothing at {path}: the server answers {', '.join(ENDPOINTS)}"
+
+
+def wrong_method(method: str, path: str) -> str:
+    return f"{path} does not answer {method}"
+
+
 class ModelService:
     """One model, loaded once per server worker, and the invocations it answers."""
 

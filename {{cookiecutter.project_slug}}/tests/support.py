@@ -196,7 +196,9 @@ class Server:
         self.port = port
         self.started = time.monotonic()
         self.log = base.parent / f"server-{port}.log"
-        with self.log.open("wb") as log:
+        # Appending: nginx opens /dev/stderr for its own log lines, which then land at the
+        # end of the file whatever the other processes' shared offset says.
+        with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "{{ cookiecutter.package_name }}", "serve"],
                 env={

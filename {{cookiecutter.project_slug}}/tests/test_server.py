@@ -18,14 +18,15 @@ import sys
 import threading
 import time
 import urllib.error
-from http.client import HTTPConnection
+from http.client import HTTPConnection, HTTPResponse
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from {{ cookiecutter.package_name }} import model
+from {{ cookiecutter.package_name }} import codec, model
 from {{ cookiecutter.package_name }}.environment import Paths
+from {{ cookiecutter.package_name }}.inference import no_such_path, too_large, wrong_method
 
 from .support import (
     PROJECT,
@@ -76,6 +77,146 @@ def test_bad_input_is_4xx_and_the_server_survives(server: Server) -> None:
     for body, headers, status in cases:
         assert http("POST", server.url + "/invocations", body, headers)[0] == status, body
     assert server.ping() == 200
+
+
+def codec_reason(body: bytes, content_type: str | None) -> str:
+    with pytest.raises(codec.CodecError) as refused:
+        codec.decode(body, content_type)
+    return str(refused.value)
+
+
+def raw_request(server: Server, head: str) -> tuple[int, dict[str, str], bytes]:
+    """(status, headers, body) of the answer to a request of ``head`` alone (no body)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(head.encode())
+        response = HTTPResponse(sock)
+        response.begin()
+        try:
+            headers = {name.lower(): value for name, value in response.getheaders()}
+            return response.status, headers, response.read()
+        finally:
+            response.close()
+
+
+SIX_MB = 6 * 1024 * 1024
+CSV = {"Content-Type": "text/csv"}
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}  # curl --data-binary's default
+RAGGED = b"1,2,3,4\n1,2,3\n"
+BINARY = b"\x1c\x1d\x1e" * 8  # valid UTF-8, and whitespace to str.strip()
+ERRORS = [
+    # (method, path, body, headers, status, reason): the reason in the server's own words
+    ("POST", "/invocations", RAGGED, CSV, 400, codec_reason(RAGGED, "text/csv")),
+    ("POST", "/invocations", b"5.1,,1.4,0.2\n", CSV, 400, "row 1, column 2: '' is not a number"),
+    ("POST", "/invocations", BINARY, CSV, 400, codec_reason(BINARY, "text/csv")),
+    ("POST", "/invocations", b"1,2,3,4", FORM, 415, codec_reason(b"", FORM["Content-Type"])),
+    ("POST", "/invocations", b"1,2,3,4", {**CSV, "Accept": "image/png"}, 406, None),
+    ("GET", "/nowhere", None, {}, 404, no_such_path("/nowhere")),
+    ("GET", "/invocations", None, {}, 405, wrong_method("GET", "/invocations")),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "headers", "status", "reason"), ERRORS)
+def test_every_error_is_one_line_of_text_with_its_reason_which_the_log_keeps(
+    server: Server,
+    method: str,
+    path: str,
+    body: bytes | None,
+    headers: dict[str, str],
+    status: int,
+    reason: str | None,
+) -> None:
+    """The same answer on every stack: the status, text/plain, the reason in one line (in
+    rows and columns from 1, naming what the server would take instead); and the request's
+    log line holds the reason, since CloudWatch is all a user of an endpoint has."""
+    answer_status, answer_headers, answer = http(method, server.url + path, body, headers)
+    assert answer_status == status, answer
+    assert answer_headers["content-type"] == "text/plain; charset=utf-8"
+    if status == 415:
+        assert all(kind in reason for kind in codec.DECODERS)
+    if status == 406:
+        reason = answer.decode().rstrip("\n")
+        assert all(kind in reason for kind in codec.ENCODERS)
+    assert answer == f"{reason}\n".encode()
+    server.wait_for(
+        lambda: any(line.get("error") == reason for line in server.request_lines()),
+        f"a log line with the reason {reason!r}",
+    )
+    line = [line for line in server.request_lines() if line.get("error") == reason][-1]
+    assert (line["method"], line["path"], line["status"]) == (method, path, status)
+
+
+def test_a_body_over_the_limit_is_the_same_413_on_every_stack(server: Server) -> None:
+    head = (
+        "POST /invocations HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/csv\r\n"
+        f"Content-Length: {SIX_MB + 1}\r\n\r\n"
+    )
+    status, headers, body = raw_request(server, head)
+    assert (status, headers["content-type"]) == (413, "text/plain; charset=utf-8")
+    assert body == f"{too_large(SIX_MB)}\n".encode()
+    server.wait_for(
+        lambda: any(line["status"] == 413 for line in server.request_lines()), "a 413 log line"
+    )
+    line = [line for line in server.request_lines() if line["status"] == 413][-1]
+    assert (line["method"], line["path"]) == ("POST", "/invocations")
+    assert line["error"] == too_large(SIX_MB)
+    assert server.ping() == 200
+{%- if cookiecutter.server == "nginx-gunicorn-flask" %}
+
+
+@pytest.mark.parametrize(
+    ("head", "status"),
+    [
+        ("NONSENSE\r\n\r\n", 400),  # no method, path and version
+        ("GET /execution-parameters HTTP/1.1\r\nX-Big: " + "a" * 40_000 + "\r\n\r\n", 400),
+        ("GET /" + "a" * 40_000 + " HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    ],
+    ids=["bad-request-line", "header-too-large", "uri-too-long"],
+)
+def test_nginx_refusals_look_like_the_apps_and_are_logged_with_a_reason(
+    server: Server, head: str, status: int
+) -> None:
+    """nginx answers these itself, before gunicorn sees them: in the app's shape all the
+    same, and with a JSON log line of their own (the app never hears of them)."""
+    before = len(server.request_lines())
+    answer_status, headers, body = raw_request(server, head)
+    assert answer_status == status
+    assert headers["content-type"] == "text/plain; charset=utf-8"
+    assert body.endswith(b"\n")
+    assert body.count(b"\n") == 1
+    server.wait_for(lambda: len(server.request_lines()) > before, "nginx's log line")
+    line = server.request_lines()[before]
+    assert (line["status"], line["level"], line["error"]) == (status, "INFO", body.decode()[:-1])
+    assert line["time"].endswith("Z")
+    assert server.ping() == 200
+
+
+def test_a_slow_starting_gunicorn_is_503_without_a_critical_log_line(
+    serving_dir: Path, tmp_path: Path
+) -> None:
+    """Until gunicorn has its socket, nginx answers 503: an expected state while the server
+    starts, which must not put a [crit] line (a failed connect()) in the log."""
+    (tmp_path / "sitecustomize.py").write_text(
+        "import time\n"
+        "from pathlib import Path\n\n"
+        "if b'unix:' in Path('/proc/self/cmdline').read_bytes():  # gunicorn's process\n"
+        "    time.sleep(3)\n"
+    )
+    server = Server(serving_dir, free_port(), PYTHONPATH=str(tmp_path))
+    try:
+        statuses = []
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while (status := server.ping()) != 200 and time.monotonic() < deadline:
+            assert server.process.poll() is None, server.log.read_text()
+            if status is not None:
+                statuses.append(status)
+            time.sleep(0.05)
+        assert status == 200, server.log.read_text()
+        assert statuses.count(503) >= 10, statuses  # gunicorn took 3 s to start
+        assert set(statuses) == {503}
+        assert "[crit]" not in server.log.read_text(), server.log.read_text()
+    finally:
+        assert server.stop()[0] == 0
+{%- endif %}
 
 
 def test_bodies_over_6_mb_are_413(server: Server) -> None:

@@ -26,6 +26,7 @@ from types import FrameType
 
 from . import gunicorn_server
 from .environment import ServerSettings, bind_port, configure_logging
+from .inference import no_such_path, stalled, too_large
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,47 @@ events {
 }
 
 http {
-    access_log off;
+    # The app logs every request it answers (access_log.py). nginx logs only the 4xx it
+    # answers itself (no upstream status: gunicorn never saw the request), as the same JSON.
+    map "$status:$upstream_status" $refused_here {
+        ~^4..:$ 1;
+        default 0;
+    }
+    map $status $reason {
+        404 "%(not_found)s";
+        408 "%(stalled)s";
+        413 "%(too_large)s";
+        414 "%(uri_too_long)s";
+        default "%(bad_request)s";
+    }
+    map $time_iso8601 $utc_seconds {
+        ~^(?<utc>.+)\\+00:00$ $utc;
+        default $time_iso8601;
+    }
+    map $msec $milliseconds {
+        ~\\.(?<ms>\\d+)$ $ms;
+    }
+    map $request_time $latency_ms {
+        "~^0\\.0{0,2}(?<ms>\\d+)$" $ms;
+        ~^(?<s>\\d+)\\.(?<ms>\\d+)$ $s$ms;
+        default 0;
+    }
+    map $content_length $bytes_in {
+        ~^\\d+$ $content_length;
+        default 0;
+    }
+    # What the client asked for: an error page has its own $uri, and GET for its method.
+    map $request_uri $request_path {
+        ~^(?<path>[^?]*) $path;
+    }
+    map $request $request_verb {
+        ~^(?<verb>\\S+) $verb;
+    }
+    log_format refused escape=json '{"time": "$utc_seconds.${milliseconds}Z", '
+        '"level": "INFO", "method": "$request_verb", "path": "$request_path", "status": $status, '
+        '"latency_ms": $latency_ms, "bytes_in": $bytes_in, "bytes_out": $body_bytes_sent, '
+        '"content_type": "$content_type", "accept": "$http_accept", "error": "$reason"}';
+    access_log /dev/stderr refused if=$refused_here;
     client_body_temp_path %(run_dir)s/client_body;
     proxy_temp_path %(run_dir)s/proxy;
     fastcgi_temp_path %(run_dir)s/fastcgi;
@@ -64,20 +105,66 @@ http {
 
     server {
         listen %(port)d deferred;
+        # nginx's own answers have the app's error shape: the reason, one line of text.
+        # (Locations with a URI: a bad request line has none to go to a named location.)
+        error_page 400 494 /_error/400;
+        error_page 404 /_error/404;
+        error_page 413 /_error/413;
+        error_page 414 /_error/414;
+        error_page 500 /_error/500;
+        # gunicorn not listening yet (starting) or any more: unavailable, not a bad gateway.
+        error_page 502 503 =503 /_error/503;
+        error_page 504 /_error/504;
 
         location ~ ^/(ping|invocations|execution-parameters)$ {
+            # Until gunicorn has made its socket, it is starting: 503, without the [crit]
+            # line nginx logs for each failed connect(). (-e sees files, directories and
+            # links only; gunicorn makes the socket srwxrwxrwx, which -x sees.)
+            if (!-x %(socket)s) {
+                return 503;
+            }
             proxy_pass http://gunicorn;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Host $http_host;
             proxy_read_timeout %(read_timeout)ds;
             proxy_send_timeout %(read_timeout)ds;
-            # gunicorn not listening yet (starting) or any more: unavailable, not a bad gateway.
-            error_page 502 = @unavailable;
         }
 
-        location @unavailable {
-            return 503;
+        location /_error/ {
+            internal;
+            client_max_body_size 0;  # A 413's body must not get a second 413 here.
+            default_type text/plain;
+            charset utf-8;
+
+            location = /_error/400 {
+                internal;
+                return 400 "%(bad_request)s\n";
+            }
+            location = /_error/404 {
+                internal;
+                return 404 "%(not_found)s\n";
+            }
+            location = /_error/413 {
+                internal;
+                return 413 "%(too_large)s\n";
+            }
+            location = /_error/414 {
+                internal;
+                return 414 "%(uri_too_long)s\n";
+            }
+            location = /_error/500 {
+                internal;
+                return 500 "%(internal_error)s\n";
+            }
+            location = /_error/503 {
+                internal;
+                return 503 "%(unavailable)s\n";
+            }
+            location = /_error/504 {
+                internal;
+                return 504 "%(no_answer)s\n";
+            }
         }
 
         location / {
@@ -106,6 +193,14 @@ def write_nginx_conf(run_dir: Path, socket: Path, settings: ServerSettings) -> P
             "max_body": settings.max_payload_bytes,
             "read_timeout": settings.backstop_timeout,
             "client_timeout": settings.read_timeout,
+            "bad_request": "nginx could not read the request (its line, a header, or its body)",
+            "not_found": no_such_path("$request_path"),
+            "stalled": stalled(settings.read_timeout),
+            "too_large": too_large(settings.max_payload_bytes),
+            "uri_too_long": "the request line is too long",
+            "internal_error": "nginx failed to handle the request (see its error log)",
+            "unavailable": "the model server is starting or stopping",
+            "no_answer": f"gunicorn did not answer within {settings.backstop_timeout} s",
         }
     )
     return conf

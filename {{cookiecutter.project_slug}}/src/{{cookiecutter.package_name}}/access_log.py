@@ -1,9 +1,12 @@
 """The model server's request log: one JSON object per request, one line, on stderr.
 
-Every server stack writes it from the app (the servers' own access logs are off; nginx, on
-the stack that has it, logs only the requests it refuses itself, as the same JSON), so there
-is exactly one line per request whatever runs in front. CloudWatch Logs Insights reads the
-fields as they are: ``fields status, latency_ms | filter path = "/invocations"``.
+Every server stack writes it from the app (the servers' own access logs are off), so there
+is exactly one line per request whatever runs in front.
+{%- if cookiecutter.server == "nginx-gunicorn-flask" %} nginx writes the same line
+itself, ``error`` included, for what it refuses before the app sees it (``serve.py``).
+{%- endif %}
+CloudWatch Logs Insights reads the fields as they are: ``fields status, latency_ms | filter
+path = "/invocations"``.
 
 ``/ping`` is logged at DEBUG: SageMaker checks health every few seconds, and those lines
 would drown the rest (``SAGEMAKER_CONTAINER_LOG_LEVEL=DEBUG`` shows them); a failed model

@@ -113,7 +113,7 @@ class InvocationError(Exception):
 ENDPOINTS = ("/ping", "/invocations", "/execution-parameters")
 
 
-# The reasons every server stack gives in the same words (nginx's own answers too).
+# Reasons given in the same words by every layer that can answer a request.
 def too_large(limit: int) -> str:
     return f"request body is larger than the {limit} byte limit"
 

@@ -26,7 +26,7 @@ from types import FrameType
 
 from . import gunicorn_server
 from .environment import ServerSettings, bind_port, configure_logging
-from .inference import no_such_path, stalled, too_large
+from .inference import no_such_path, too_large
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ http {
     }
     map $status $reason {
         404 "%(not_found)s";
-        408 "%(stalled)s";
+        408 "%(stalled)s";  # sent to no one: nginx closes the connection
         413 "%(too_large)s";
         414 "%(uri_too_long)s";
         default "%(bad_request)s";
@@ -195,7 +195,7 @@ def write_nginx_conf(run_dir: Path, socket: Path, settings: ServerSettings) -> P
             "client_timeout": settings.read_timeout,
             "bad_request": "nginx could not read the request (its line, a header, or its body)",
             "not_found": no_such_path("$request_path"),
-            "stalled": stalled(settings.read_timeout),
+            "stalled": f"the request (head or body) stalled for {settings.read_timeout} s",
             "too_large": too_large(settings.max_payload_bytes),
             "uri_too_long": "the request line is too long",
             "internal_error": "nginx failed to handle the request (see its error log)",

@@ -409,3 +409,47 @@ def test_a_channel_name_sagemaker_would_not_give_is_refused(job: Paths, name: st
     configure(job, **{name: {}})
     with pytest.raises(ChannelError, match="not a channel name"):
         channels(job)
+
+
+def test_reading_grows_one_array_instead_of_concatenating_blocks(job: Paths) -> None:
+    """Memory holds the rows once: the blocks are copied into one array as they come (see
+    bench/training_memory.py for the figures), never concatenated at the end."""
+    rows = np.arange(1000 * 4, dtype=np.float64).reshape(1000, 4) / 7
+    labels = np.arange(1000) % 3
+    text = "".join(
+        f"{label},{','.join(map(repr, row))}\n"
+        for label, row in zip(labels.tolist(), rows.tolist(), strict=True)
+    )
+    replace_training_data(job, "a.csv", text)
+    (job.channel("training") / "b.csv").write_text(text)
+    channel = channels(job)["training"]
+    data = channel._assemble(channel.batches(rows=64))  # 32 blocks of at most 64 rows
+    np.testing.assert_array_equal(data.features, np.concatenate([rows, rows]))
+    np.testing.assert_array_equal(data.labels, np.concatenate([labels, labels]))
+    assert data.features.flags.owndata  # one buffer, cut to the rows read
+    assert data.features.shape == (2000, 4)
+
+
+def test_files_of_different_widths_are_named(job: Paths) -> None:
+    (job.channel("training") / "wide.csv").write_text("1,2,3,4,5,6\n")
+    with pytest.raises(ChannelError, match="a file has 5 features, the one before it 4"):
+        read_training(job)
+
+
+@pytest.mark.parametrize("labels", ["classes", "regression", "strings"])
+def test_an_in_place_split_is_the_split_without_a_copy(labels: str) -> None:
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(5000, 3))
+    targets = {
+        "classes": rng.integers(0, 4, 5000).astype(float),
+        "regression": rng.normal(size=5000),
+        "strings": rng.choice(["setosa", "versicolor", "virginica"], 5000),
+    }[labels]
+    train, validation = stratified_split(Dataset(features, targets), 0.2, seed=3)
+    original = Dataset(features.copy(), targets.copy())
+    moved, moved_validation = stratified_split(original, 0.2, seed=3, in_place=True)
+    np.testing.assert_array_equal(moved.features, train.features)
+    np.testing.assert_array_equal(moved.labels, train.labels)
+    np.testing.assert_array_equal(moved_validation.features, validation.features)
+    assert np.shares_memory(moved.features, original.features)  # moved up, not copied
+    assert len(moved) + len(moved_validation) == 5000

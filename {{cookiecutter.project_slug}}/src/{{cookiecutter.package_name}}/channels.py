@@ -128,23 +128,62 @@ class TrainingData:
     replicated: bool = True
 
 
-def stratified_split(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
+def stratified_split(
+    dataset: Dataset, fraction: float, seed: int, *, in_place: bool = False
+) -> tuple[Dataset, Dataset]:
     """(training, validation): ``fraction`` of each class's rows drawn with ``seed``.
 
     Every class keeps at least one training row. Labels with nearly as many values as rows
-    (a regression target) are split at random instead of by class.
+    (a regression target) are split at random instead of by class. ``in_place``: the
+    training rows are moved up within ``dataset``'s own arrays instead of copied (the
+    runner's way: memory then holds the rows once, plus the validation rows), and
+    ``dataset`` must not be used afterwards.
     """
     rng = np.random.default_rng(seed)
-    values, codes = np.unique(dataset.labels, return_inverse=True)
-    if len(values) > len(dataset) // 2:
-        codes = np.zeros(len(dataset), dtype=np.int64)
-    chosen = [np.empty(0, dtype=np.int64)]
-    for code in np.unique(codes):
-        rows = rng.permutation(np.flatnonzero(codes == code))
-        chosen.append(rows[: min(round(len(rows) * fraction), len(rows) - 1)])
+    # np.unique(return_inverse=True) would hold three arrays of a row index each at once.
+    values = np.unique(dataset.labels)
     in_validation = np.zeros(len(dataset), dtype=bool)
-    in_validation[np.concatenate(chosen)] = True
-    return dataset.rows(~in_validation), dataset.rows(in_validation)
+    if len(values) > len(dataset) // 2:
+        _choose(in_validation, np.arange(len(dataset)), fraction, rng)
+    else:
+        codes = np.searchsorted(values, dataset.labels)
+        for code in range(len(values)):
+            _choose(in_validation, np.flatnonzero(codes == code), fraction, rng)
+        del codes
+    validation = dataset.rows(in_validation)
+    if not in_place:
+        return dataset.rows(~in_validation), validation
+    return Dataset(
+        _compact(dataset.features, ~in_validation), _compact(dataset.labels, ~in_validation)
+    ), validation
+
+
+def _choose(
+    chosen: np.ndarray, rows: np.ndarray, fraction: float, rng: np.random.Generator
+) -> None:
+    """Mark ``fraction`` of ``rows``, drawn with ``rng``, in ``chosen``; leave one unmarked."""
+    drawn = rng.permutation(rows)
+    chosen[drawn[: min(round(len(drawn) * fraction), len(drawn) - 1)]] = True
+
+
+def _compact(array: np.ndarray, keep: np.ndarray, chunk: int = BLOCK_ROWS) -> np.ndarray:
+    """``array[keep]`` without a second array: the kept rows are moved up a chunk at a time
+    (a row never moves down, so no row is overwritten before it is moved), then the array
+    is cut to them."""
+    kept = 0
+    for start in range(0, len(array), chunk):
+        rows = array[start : start + chunk][keep[start : start + chunk]]
+        array[kept : kept + len(rows)] = rows
+        kept += len(rows)
+    return _shrunk(array, kept)
+
+
+def _shrunk(array: np.ndarray, rows: int) -> np.ndarray:
+    """``array[:rows]``, giving the rest back to the allocator when ``array`` owns it."""
+    if array.flags.owndata and array.flags.c_contiguous:
+        array.resize((rows, *array.shape[1:]), refcheck=False)
+        return array
+    return array[:rows]
 
 
 def label_array(labels: list[Any]) -> np.ndarray:
@@ -183,16 +222,45 @@ class Channel:
 
     def read(self) -> Dataset:
         """Every record of the channel (in Pipe mode: of its next pass), in memory."""
-        width = 0
-        blocks = []
-        for block in self.batches():
-            width = max(width, block.features.shape[1])
-            blocks.append(block)
-        if not blocks:
-            raise ChannelError(f"channel {self.name!r} has no data rows")
-        if self.content_type == LIBSVM:
+        if self.content_type == LIBSVM:  # sparse rows: the width is known at the end only
+            blocks = list(self.batches())
+            if not blocks:
+                raise ChannelError(f"channel {self.name!r} has no data rows")
+            width = max(block.features.shape[1] for block in blocks)
             return one_based(Dataset.concatenate(blocks, width))
-        return Dataset.concatenate(blocks)
+        return self._assemble(self.batches())
+
+    def _assemble(self, blocks: Iterator[Dataset]) -> Dataset:
+        """The blocks' rows in one array, grown in place as they come.
+
+        Concatenating the blocks at the end would hold the data twice at its peak. Growing
+        one array holds it once: ``ndarray.resize`` reallocates, and for an array this large
+        the allocator has the kernel move its pages (mremap) rather than copy them. It grows
+        by a quarter at a time, so the peak is at most a quarter over the data.
+        """
+        features = np.empty((0, 0))
+        labels = []
+        rows = 0
+        for block in blocks:
+            count, width = block.features.shape
+            if not labels:
+                features = np.empty((count, width))
+            elif width != features.shape[1]:
+                raise ChannelError(
+                    f"channel {self.name!r}: a file has {width} features, the one before"
+                    f" it {features.shape[1]}"
+                )
+            if rows + count > len(features):
+                grown = max(rows + count, len(features) + len(features) // 4)
+                features.resize((grown, width), refcheck=False)
+            features[rows : rows + count] = block.features
+            rows += count
+            labels.append(block.labels)
+        if not labels:
+            raise ChannelError(f"channel {self.name!r} has no data rows")
+        if len({part.dtype.kind for part in labels}) > 1:  # numbers in one file, text in another
+            labels = [part.astype(str) for part in labels]
+        return Dataset(_shrunk(features, rows), np.concatenate(labels))
 
     def batches(self, rows: int = BLOCK_ROWS) -> Iterator[Dataset]:
         """The channel's records, ``rows`` at a time; Pipe mode opens the next pass's FIFO."""

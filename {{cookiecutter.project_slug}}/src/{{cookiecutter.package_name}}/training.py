@@ -79,7 +79,7 @@ def read_data(
     train = training.read()
     validation = found[VALIDATION_CHANNEL].read() if VALIDATION_CHANNEL in found else None
     if validation is None and hp.validation_fraction > 0:
-        train, validation = stratified_split(train, hp.validation_fraction, hp.seed)
+        train, validation = stratified_split(train, hp.validation_fraction, hp.seed, in_place=True)
     test = found[TEST_CHANNEL].read() if TEST_CHANNEL in found else None
     for name, extra in ((VALIDATION_CHANNEL, validation), (TEST_CHANNEL, test)):
         if extra is not None and extra.features.shape[1] != train.features.shape[1]:

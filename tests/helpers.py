@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,6 +39,11 @@ def choices() -> dict[str, list[Any]]:
 
 def defaults() -> dict[str, Any]:
     return {name: values[0] for name, values in choices().items()}
+
+
+def python_versions() -> list[str]:
+    """The Python versions the prompts offer, oldest first ("3.9" before "3.10")."""
+    return sorted(choices()["python_version"], key=lambda v: tuple(map(int, v.split("."))))
 
 
 # Options whose values change the same files, so each pair of values is baked too.
@@ -210,14 +216,37 @@ def local_wheels(name: str, tag: str) -> list[Path]:
     )
 
 
-def install_cpu_torch(venv: Path) -> None:
-    """CPU torch before the project: PyPI's Linux wheel would pull gigabytes of CUDA.
+# PyPI's Linux torch is a CUDA build: 15 nvidia-* packages, 5.3 GB installed, 3 to 4.5
+# minutes to install on a fresh machine (measured for Python 3.10 and 3.13). Only on request.
+TORCH_FROM_PYPI = bool(os.environ.get("SM_BYOC_TORCH_FROM_PYPI"))
 
-    A wheel lying on this machine if there is one, else the official CPU index.
+
+def torch_source(version: str) -> list[str] | None:
+    """pip's arguments for a torch that can run the tests on Python ``version`` ("3.11").
+
+    A CPU wheel lying on this machine, else PyPI's CUDA build if asked for
+    (``SM_BYOC_TORCH_FROM_PYPI``), else PyTorch's CPU index if it answers; None: no torch.
+    """
+    wheels = local_wheels("torch", "cp" + version.replace(".", ""))
+    if wheels:
+        return [str(wheels[-1])]
+    if TORCH_FROM_PYPI:
+        return ["torch"]
+    try:
+        with urllib.request.urlopen(f"{TORCH_CPU_INDEX}/torch/", timeout=10):
+            return ["--index-url", TORCH_CPU_INDEX, "torch"]
+    except OSError:
+        return None
+
+
+def install_cpu_torch(venv: Path) -> None:
+    """Torch before the project: PyPI's Linux wheel would pull gigabytes of CUDA.
+
+    From ``torch_source``: a CPU wheel lying on this machine if there is one.
     """
     version = run([str(venv / "bin/python"), "-c", "import sys; print(*sys.version_info[:2])"])
-    wheels = local_wheels("torch", "cp" + version.stdout.strip().replace(" ", ""))
-    source = [str(wheels[-1])] if wheels else ["--index-url", TORCH_CPU_INDEX, "torch"]
+    source = torch_source(version.stdout.strip().replace(" ", "."))
+    assert source is not None, f"no torch for {venv}: see torch_source"
     installed = run([str(venv / "bin/python"), "-m", "pip", "install", "-q", *source])
     assert installed.returncode == 0, installed.stderr[-4000:]
 

@@ -15,16 +15,19 @@ file and nothing else:
   ``train:mlogloss`` and ``validation:mlogloss`` through ``job.log_metric``, the end
   ``train:accuracy`` / ``validation:accuracy``: one ``name=value`` line each, which
   ``python -m <package> metric-definitions`` turns into SageMaker ``MetricDefinitions``.
-- ``train(data, hp, job)``: boost with ``xgboost.train`` and return the model. The classes
-  are the labels of ``data.train`` and ``data.validation`` together. A callback after each
-  round (``Rounds``) logs the metrics, applies early stopping and calls ``job.checkpoint``:
-  every ``checkpoint_every`` rounds, and at once on a stop (SIGTERM), the booster goes to a
-  checkpoint. A restarted job (``job.resume``) boosts the remaining rounds on top of it
-  (``xgb_model=``) and ends with the very booster of a job never stopped, bit for bit:
+- ``train(data, hp, job)``: boost round by round (``Booster.update``) and return the model.
+  The classes are the labels of ``data.train`` and ``data.validation`` together. After each
+  round ``after_round`` logs the metrics, applies early stopping and calls
+  ``job.checkpoint``: every ``checkpoint_every`` rounds, and at once on a stop (SIGTERM), the
+  booster goes to a checkpoint. A restarted job (``job.resume``) boosts the remaining rounds
+  on top of it and ends with the very booster of a job never stopped, bit for bit:
   ``seed_per_iteration`` seeds the row and column sampling (``subsample``,
   ``colsample_bytree``) from the round number, not from a generator a restart would reset.
   Early stopping carries over a restart: its best round and score are attributes of the
-  booster, saved with it.
+  booster, saved with it. (``xgboost.train`` would do the boosting, but before XGBoost 3.3,
+  the only release for Python 3.10 and 3.11, its rounds count from 0 again on a restart and
+  the column sampler keeps a generator of its own in the process: ``boost`` passes the round
+  number itself and starts each round with a fresh sampler.)
 - Distributed training (``distributed.py``): with several hosts (``job.cluster``) they join
   XGBoost's collective and each boosts on its share of the rows (``job.shard``), summing
   each round's histograms, so every host grows the same trees. They agree on the classes,
@@ -70,7 +73,7 @@ MODEL_FILE = "model.ubj"  # The extension selects XGBoost's UBJSON format.
 CLASSES_FILE = "classes.json"
 # XGBoost reports a parameter by its main name; these hyperparameters use its other name.
 REPORTED_AS = {"learning_rate": "eta", "min_split_loss": "gamma"}
-WATCHED = ("validation", "mlogloss")  # What early stopping watches.
+WATCHED = "validation:mlogloss"  # What early stopping watches.
 
 METRICS = {
     "train:mlogloss": "Multiclass log loss on the training rows, every round.",
@@ -125,36 +128,39 @@ class Classifier:
     classes: np.ndarray
 
 
-class Rounds(xgboost.callback.TrainingCallback):
-    """After every round: metrics, early stopping, the stop the hosts agree on, a checkpoint.
+def after_round(
+    booster: xgboost.Booster,
+    metrics: dict[str, float],
+    hp: Hyperparameters,
+    job: Job,
+    classes: np.ndarray,
+) -> bool:
+    """Metrics, early stopping, the stop the hosts agree on, a checkpoint; True: stop boosting.
 
     Early stopping keeps its state in the booster's attributes (``best_iteration``,
     ``best_score``), which are saved with it: a resumed job carries on counting.
     """
+    for name, value in metrics.items():
+        job.log_metric(name, value)
+    done = booster.num_boosted_rounds()
+    watched = metrics.get(WATCHED)
+    if watched is not None:
+        best = booster.attr("best_score")
+        if best is None or watched < float(best):
+            booster.set_attr(best_score=repr(watched), best_iteration=str(done - 1))
+    job.checkpoint(
+        done,
+        lambda directory: save(Classifier(booster, classes), directory),
+        every=hp.checkpoint_every,
+        stopping=distributed.agree_to_stop(job),
+    )
+    return early_stopped(booster, hp)
 
-    def __init__(self, hp: Hyperparameters, job: Job, classes: np.ndarray) -> None:
-        super().__init__()
-        self.hp = hp
-        self.job = job
-        self.classes = classes
 
-    def after_iteration(self, model: xgboost.Booster, epoch: int, evals_log: dict) -> bool:
-        for data_name, metrics in evals_log.items():
-            for metric_name, history in metrics.items():
-                self.job.log_metric(f"{data_name}:{metric_name}", history[-1])
-        done = model.num_boosted_rounds()
-        watched = evals_log.get(WATCHED[0], {}).get(WATCHED[1])
-        if watched:
-            best = model.attr("best_score")
-            if best is None or watched[-1] < float(best):
-                model.set_attr(best_score=repr(float(watched[-1])), best_iteration=str(done - 1))
-        self.job.checkpoint(
-            done,
-            lambda directory: save(Classifier(model, self.classes), directory),
-            every=self.hp.checkpoint_every,
-            stopping=distributed.agree_to_stop(self.job),
-        )
-        return early_stopped(model, self.hp)
+def scores(evaluation: str) -> dict[str, float]:
+    """``{"train:mlogloss": 0.52}`` from ``Booster.eval_set``'s ``"[3]\ttrain-mlogloss:0.52"``."""
+    pairs = (item.rsplit(":", 1) for item in evaluation.split("\t")[1:])
+    return {name.replace("-", ":", 1): float(value) for name, value in pairs}
 
 
 def early_stopped(booster: xgboost.Booster, hp: Hyperparameters) -> bool:
@@ -227,20 +233,21 @@ def boost(data: TrainingData, hp: Hyperparameters, job: Job) -> Classifier:
     }
     log.info("XGBoost trains with device=%s", params["device"])
     try:
-        booster = xgboost.train(
-            params,
-            evals[0][0],
-            num_boost_round=max(hp.num_round - done, 0),
-            evals=evals,  # Evaluated after every round, in this order.
-            verbose_eval=False,
-            xgb_model=booster,
-            callbacks=[Rounds(hp, job, classes)],
-        )
+        booster = xgboost.Booster(params, [matrix for matrix, _ in evals], model_file=booster)
+        for round_number in range(done, hp.num_round):
+            # A fresh column sampler, seeded like the row sampling from the round number: what
+            # XGBoost 3.3 and later do themselves (the generators are saved with the booster).
+            booster.load_config(booster.save_config())
+            booster.update(evals[0][0], iteration=round_number)
+            evaluation = booster.eval_set(evals, round_number)  # In this order, every round.
+            if after_round(booster, scores(evaluation), hp, job, classes):
+                break
     except xgboost.core.XGBoostError as exc:
         error = rejected(exc, hp)
         if error is None:
             raise
         raise error from exc
+    booster.reset()  # Lets go of the training data.
     return Classifier(booster, classes)
 
 

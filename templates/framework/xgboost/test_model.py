@@ -44,9 +44,10 @@ RESUME_HYPERPARAMETERS = {
     "subsample": "0.7",
     "colsample_bytree": "0.7",
 }
-# Boosting the remaining rounds on the restored booster grows the very same trees: the
-# predictions of the training rows are rebuilt from the trees exactly, and the sampling is
-# seeded by the round number (seed_per_iteration).
+# Boosting the remaining rounds on the restored booster grows the very same trees, on every
+# XGBoost release: the predictions of the training rows are rebuilt from the trees exactly,
+# and the row and column sampling are seeded by the round number (seed_per_iteration, and a
+# fresh column sampler every round: see model.py).
 RESUME_TOLERANCE = 0.0
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.3, 3.3, 6.0, 2.5]]  # A setosa, a virginica.
@@ -150,6 +151,11 @@ def test_early_stopping_carries_over_a_resume(tmp_path: Path) -> None:
     resumed = model.train(data, hp, new_job(tmp_path / "stopped", count_rounds))
     assert len(rounds) == best + 1 + 5  # The resumed job stopped where the whole one did.
     assert resumed.booster.save_raw("json") == whole.booster.save_raw("json")
+
+
+def test_metrics_are_read_from_the_evaluation_line() -> None:
+    line = "[3]\ttrain-mlogloss:0.5211\tvalidation-mlogloss:0.25"
+    assert model.scores(line) == {"train:mlogloss": 0.5211, "validation:mlogloss": 0.25}
 
 
 def test_early_stopping_needs_a_validation_set(job: Paths) -> None:

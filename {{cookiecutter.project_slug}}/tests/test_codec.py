@@ -161,6 +161,11 @@ def test_bad_bodies_are_400_with_a_reason(body: bytes, content_type: str, messag
         (b"a,b,c,d\n5.1,3.5,1.4,0.2\n\n6.3,x,6.0,2.5\n", CSV, "row 2, column 2: 'x' is"),
         (b'"5.1","3.5","1.4",""\n', CSV, "row 1, column 4: '' is not a number"),
         (b"1_000,2\n", CSV, "row 1, column 1: '1_000' is not a number"),
+        # "#" starts no comment (NumPy's loadtxt would drop or cut the row, and batch
+        # transform would join every later prediction to the wrong input line).
+        (b"1,2\n#3,4\n5,6\n", CSV, "row 2, column 1: '#3' is not a number"),
+        (b"1,2\n3,4 # note\n", CSV, "row 2, column 2: '4 # note' is not a number"),
+        (b"#1,2\n", CSV, "row 1, column 1: '#1' is not a number"),
         # A ragged body: NumPy's own hint ("use `usecols`") makes no sense to a client.
         (b"1,2,3,4\n1,2,3\n", CSV, "row 2 has 3 values where row 1 has 4: every row needs"),
         (b"1,2\n3,4,5\n", CSV, "row 2 has 3 values where row 1 has 2"),

@@ -162,6 +162,7 @@ def decode_csv(body: bytes) -> np.ndarray:
             dtype=np.float64,
             ndmin=2,
             quotechar='"',
+            comments=None,  # NumPy's default, "#", would drop or cut rows: "#" is no comment
             skiprows=1 if header else 0,
         )
     except ValueError:
@@ -175,7 +176,7 @@ def _csv_problem(text: str, header: bool) -> str:
     """What NumPy refused in a CSV body, in rows and columns counted from 1 (the header row
     and blank lines not counted: row N is the Nth row of features)."""
     _refuse_binary(text)
-    lines = [line for line in text.lstrip().splitlines() if line and not line.startswith("#")]
+    lines = [line for line in text.lstrip().splitlines() if line]
     if header:
         lines = lines[1:]
     rows = [[field.strip() for field in fields] for fields in csv.reader(lines)]

@@ -5,6 +5,8 @@ import random
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from {{ cookiecutter.package_name }}.codec import (
     CSV,
@@ -128,7 +130,7 @@ def test_missing_content_type_is_read_as_csv() -> None:
         (b"[[[1]]]", JSON, "shape"),
         (b"3", JSON, "shape"),
         (b'{"instances": 3}', JSON, "shape"),
-        (b"[[" + b"1" * 400 + b"]]", JSON, "rows of numbers"),  # too large for a float
+        (b"[[" + b"1" * 400 + b"]]", JSON, "row 1, column 1: an integer of 400 digits is too"),
         (b"[" * 100_000 + b"]" * 100_000, JSON, "nested too deeply"),
         (b'[{"a": 1, "b": 2}, {"a": 3}]', JSON, "record 2"),
         (b'[{"a": 1}, [2]]', JSON, "record 2"),
@@ -184,6 +186,10 @@ def test_bad_bodies_are_400_with_a_reason(body: bytes, content_type: str, messag
         (b'[[1, 2], [3, "x"]]', JSON, "row 2, column 2: 'x' is not a number"),
         (b'[1, "x"]', JSON, "row 1, column 2: 'x' is not a number"),  # one row
         (b'{"columns": ["a", "b"], "data": [[1, 2], [3]]}', JSON, 'row 2 of "data"'),
+        # Integers longer than Python converts (4,300 digits: sys.get_int_max_str_digits).
+        (b"[[1, " + b"9" * 4301 + b"]]", JSON, r"integer of 4301 digits \(at column 6\)"),
+        (b"{\n" + b'"instances": [[-' + b"1" * 5000 + b"]]}", JSON, r"\(at line 2, column 17\)"),
+        (b"[1, 2]\n[3, " + b"4" * 4400 + b"]\n", JSONLINES, r"line 2 holds an integer of 4400"),
         # JSON lines: a line is a row, counted from 1.
         (b"[1, 2]\n[3, 4", JSONLINES, r"line 2 is not valid JSON \(at column 6\)"),
         (b"[1, 2]\n[3]\n", JSONLINES, "line 2 has 1 value where line 1 has 2"),
@@ -269,6 +275,63 @@ def test_decoders_answer_any_garbage_with_a_codec_error(kind: str) -> None:
         assert rows.dtype.kind == "f"
     assert refused
     assert all(exc.status == 400 and str(exc) for exc in refused)
+
+
+def decoded(body: bytes, kind: str) -> np.ndarray | CodecError:
+    """The rows ``body`` decodes to, or the CodecError that refuses it; anything else raises."""
+    try:
+        return decode(body, kind)
+    except CodecError as exc:
+        return exc
+
+
+def assert_rows_or_a_400(result: np.ndarray | CodecError) -> None:
+    if isinstance(result, CodecError):
+        assert result.status == 400
+        assert str(result)
+    else:
+        assert result.ndim == 2
+        assert result.size > 0
+        assert result.dtype == np.float64
+
+
+# Any JSON document: numbers of every size, booleans, strings, null, nested lists and
+# objects under the keys read; "#" stands for an integer of up to 6,000 digits (Python
+# converts 4,300 at most: sys.get_int_max_str_digits).
+JSON_DOCUMENTS = st.recursive(
+    st.none() | st.booleans() | st.floats() | st.integers() | st.just("#") | st.text(max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["instances", "inputs", "columns", "data", "features", "a"]),
+            inner,
+            max_size=3,
+        )
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON_DOCUMENTS, st.integers(1, 6000))
+def test_any_json_document_is_rows_or_a_400(document: object, digits: int) -> None:
+    """As JSON and, when a list, as JSON lines: rows of floats, or a CodecError (a 400)."""
+    bodies = {JSON: json.dumps(document)}
+    if isinstance(document, list) and document:
+        bodies[JSONLINES] = "\n".join(json.dumps(line) for line in document)
+    for kind, body in bodies.items():
+        assert_rows_or_a_400(decoded(body.replace('"#"', "9" * digits).encode(), kind))
+
+
+NPY_DTYPES = ["f2", "f4", ">f8", "f16", "i1", ">i8", "u8", "?", "c8", "U3", "S3", "M8[s]", "V4"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(NPY_DTYPES), st.lists(st.integers(0, 3), max_size=4), st.booleans())
+def test_any_npy_array_is_rows_or_a_400(dtype: str, shape: list, fortran: bool) -> None:
+    """numpy.save of any dtype, shape and order: rows of floats, or a CodecError (a 400)."""
+    array = np.zeros(shape, dtype=dtype, order="F" if fortran else "C")
+    assert_rows_or_a_400(decoded(npy(array), NPY))
 
 
 def test_unsupported_content_type_is_415() -> None:

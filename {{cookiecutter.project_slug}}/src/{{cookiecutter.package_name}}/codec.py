@@ -23,6 +23,7 @@ import csv
 import io
 import json
 import re
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -103,6 +104,14 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
+def _fits_a_float(value: int) -> bool:
+    try:
+        float(value)
+    except OverflowError:  # Beyond about 1.8e308
+        return False
+    return True
+
+
 def _row_problem(rows: list[Any], noun: str) -> str | None:
     """Where ``rows`` (lists of fields) stop being a table of numbers, in 1-based rows and
     columns: a row of another width than the first, or a value that is not a number."""
@@ -120,6 +129,11 @@ def _row_problem(rows: list[Any], noun: str) -> str | None:
                 return f"{noun} {number}, column {column}: {value!r} is not a number"
             if isinstance(value, list | dict):
                 return f"{noun} {number}, column {column}: expected a number, not a nested value"
+            if isinstance(value, int) and not _fits_a_float(value):
+                return (
+                    f"{noun} {number}, column {column}: an integer of"
+                    f" {_count(len(str(abs(value))), 'digit')} is too large for a float"
+                )
     return None
 
 
@@ -197,10 +211,32 @@ def _parse_json(text: str, what: str) -> Any:
     try:
         return _loads(text)
     except json.JSONDecodeError as exc:
-        where = f"line {exc.lineno}, column {exc.colno}" if "\n" in text else f"column {exc.colno}"
-        raise CodecError(f"{what} is not valid JSON (at {where})") from None
+        raise CodecError(f"{what} is not valid JSON (at {_position(text, exc.pos)})") from None
     except RecursionError:
         raise CodecError(f"{what} is nested too deeply") from None
+    except ValueError:  # An integer longer than Python converts (sys.get_int_max_str_digits).
+        raise CodecError(_long_integer(text, what)) from None
+
+
+def _position(text: str, at: int) -> str:
+    """Where the character at ``at`` is, counted from 1: ``column 5`` in one-line text,
+    ``line 2, column 5`` otherwise."""
+    line = text.count("\n", 0, at) + 1
+    column = at - text.rfind("\n", 0, at)
+    return f"line {line}, column {column}" if "\n" in text else f"column {column}"
+
+
+def _long_integer(text: str, what: str) -> str:
+    """Python refuses to convert integers of more than ``sys.get_int_max_str_digits()``
+    digits (4,300 by default): the reason names the first one."""
+    limit = sys.get_int_max_str_digits()
+    found = next((run for run in re.finditer(r"\d+", text) if len(run.group()) > limit), None)
+    if not limit or found is None:
+        return f"{what} is not valid JSON"
+    return (
+        f"{what} holds an integer of {len(found.group())} digits (at"
+        f" {_position(text, found.start())}): more than the {limit} that can be read"
+    )
 
 
 def _records(records: list[dict[str, Any]]) -> list[Any]:
@@ -280,7 +316,7 @@ def decode_jsonlines(body: bytes) -> np.ndarray:
         raise CodecError("empty JSON lines body: send one row of features per line")
     try:  # One parse for the whole batch; line by line only to name a bad line.
         values = _loads(f"[{','.join(lines)}]")
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # JSONDecodeError, or an integer too long to read
         values = [_parse_json(line, f"line {n}") for n, line in enumerate(lines, 1)]
     if len(values) != len(lines):  # A line holding two values: "1, 2" or "[1], [2]".
         values = [_parse_json(line, f"line {n}") for n, line in enumerate(lines, 1)]

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -78,7 +79,11 @@ def _byte_at(data: bytes | str, start: int) -> str:
 
 # Characters no text body holds (tab, newline and carriage return are fine): binary data
 # that happens to be valid UTF-8.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+# The bytes of plain ASCII text: printable characters, tab, newline and carriage return.
+_PLAIN_TEXT = bytes(range(0x20, 0x7F)) + b"\t\n\r"
 
 
 def _refuse_binary(text: str) -> None:
@@ -88,16 +93,60 @@ def _refuse_binary(text: str) -> None:
         raise CodecError(f"body is not text ({_byte_at(text, found.start())})")
 
 
-# A number as NumPy reads one: an optional sign, digits with an optional point and exponent,
-# or nan, inf, infinity; spaces around it and double quotes are fine.
-_NUMBER = re.compile(
-    r'\s*"?\s*[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|nan|inf|infinity)\s*"?\s*',
+# What a feature value is, and what a header is: one rule for serving (this module) and
+# training (channels.py imports these), tested against one table (tests/test_codec.py).
+#
+# - A number in text (a CSV field, a LibSVM value) is an optional sign, then digits with an
+#   optional point and exponent, or nan, inf or infinity in any case; spaces or tabs around
+#   it are fine. ASCII only, nothing else: not an empty field, not NA, N/A, null or None
+#   (write nan for a missing value), not 1_000, 0x10 or digits of other scripts, though
+#   Python's float() or NumPy read some of these.
+# - A number in JSON is a JSON number (NaN and Infinity too, as Python's json writes them),
+#   or null for a missing value (read as NaN: what pandas and orjson write for NaN); never
+#   true or false, never a string, not even "1.5".
+# - A CSV header is a first row of names: no field of it is a number or one of MISSING.
+#   Training looks at the features only (a label may be text). So a first row of NA values
+#   is read, and refused as not numbers, never skipped as a header; a first row that mixes
+#   names and numbers is read as data, and refused.
+NUMBER = re.compile(
+    r"[ \t]*[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|nan|inf|infinity)[ \t]*",
     re.IGNORECASE | re.ASCII,
 )
+# How R, pandas and spreadsheets write a missing value (nan is a number already): values,
+# never the name of a column.
+MISSING = frozenset({"", "na", "n/a", "#n/a", "null", "none", "<na>"})
+JSON_NUMBER_TYPES = frozenset({int, float, type(None)})  # bool is not int here: type() is
 
 
-def _is_number(field: str) -> bool:
-    return _NUMBER.fullmatch(field) is not None
+def is_number(field: str) -> bool:
+    """A number in text, as the rule above spells it."""
+    return NUMBER.fullmatch(field) is not None
+
+
+def is_header(fields: Sequence[str]) -> bool:
+    """A first row of names: none of ``fields`` is a number or a missing value."""
+    return bool(fields) and not any(
+        is_number(field) or field.strip().lower() in MISSING for field in fields
+    )
+
+
+def is_json_number(value: Any) -> bool:
+    """A feature in JSON: a number, NaN, Infinity or null (NaN); not a boolean or string."""
+    return type(value) in JSON_NUMBER_TYPES
+
+
+def not_a_number(value: Any) -> str:
+    """Why ``value`` (a text field or a JSON value) is no feature: ``'NA' is not a number
+    (write nan for a missing value)``."""
+    if isinstance(value, bool):
+        return f"{str(value).lower()} is not a number (a JSON boolean)"
+    if isinstance(value, list | dict):
+        return "expected a number, not a nested value"
+    if not isinstance(value, str):
+        return f"{value!r} is not a number"
+    if value.strip().lower() in MISSING:
+        return f"{value!r} is not a number (write nan for a missing value)"
+    return f"{value!r} is not a number"
 
 
 def _count(number: int, noun: str) -> str:
@@ -112,44 +161,69 @@ def _fits_a_float(value: int) -> bool:
     return True
 
 
-def _row_problem(rows: list[Any], noun: str) -> str | None:
-    """Where ``rows`` (lists of fields) stop being a table of numbers, in 1-based rows and
-    columns: a row of another width than the first, or a value that is not a number."""
+def _row_problem(
+    rows: list[Any], noun: str, *, text: bool = False, lines: list[int] | None = None
+) -> str | None:
+    """Where ``rows`` (lists of fields: strings when ``text``, else JSON values) stop being a
+    table of numbers, in 1-based rows and columns: a row of another width than the first,
+    or a value that is not a number. ``lines``: each row's line, named when it differs."""
+
+    def where(number: int) -> str:
+        line = lines[number - 1] if lines else number
+        return f"{noun} {number}" + (f" (line {line})" if line != number else "")
+
     width = len(rows[0]) if rows and isinstance(rows[0], list) else None
     for number, row in enumerate(rows, 1):
         if not isinstance(row, list):
             return None
         if len(row) != width:
             return (
-                f"{noun} {number} has {_count(len(row), 'value')} where {noun} 1 has {width}: "
-                f"every {noun} needs the same number of features"
+                f"{where(number)} has {_count(len(row), 'value')} where {noun} 1 has {width}:"
+                f" every {noun} needs the same number of features"
             )
         for column, value in enumerate(row, 1):
-            if isinstance(value, str) and not _is_number(value):
-                return f"{noun} {number}, column {column}: {value!r} is not a number"
-            if isinstance(value, list | dict):
-                return f"{noun} {number}, column {column}: expected a number, not a nested value"
+            if not (is_number(value) if text else is_json_number(value)):
+                if isinstance(value, str) and not text and is_number(value):
+                    reason = f"{value!r} is not a number (a JSON string)"
+                else:
+                    reason = not_a_number(value)
+                return f"{where(number)}, column {column}: {reason}"
             if isinstance(value, int) and not _fits_a_float(value):
                 return (
-                    f"{noun} {number}, column {column}: an integer of"
+                    f"{where(number)}, column {column}: an integer of"
                     f" {_count(len(str(abs(value))), 'digit')} is too large for a float"
                 )
     return None
 
 
+def _numbers_only(rows: list[Any], ndim: int) -> bool:
+    """Every value of ``rows`` (a list of rows, or one row) is a JSON number or null."""
+    values = itertools.chain.from_iterable(rows) if ndim == 2 else rows
+    return set(map(type, values)) <= JSON_NUMBER_TYPES
+
+
 def _matrix(rows: Any, what: str, noun: str = "row") -> np.ndarray:
-    """``rows`` as a non-empty 2-D float array; one flat row becomes a one-row matrix."""
+    """``rows`` as a non-empty 2-D float array; one flat row becomes a one-row matrix.
+
+    NumPy would read true as 1.0 and "1.5" as 1.5: values from JSON must be JSON numbers.
+    """
     try:
         matrix = np.asarray(rows, dtype=np.float64)
     except (TypeError, ValueError, OverflowError):
+        matrix = None
+    if isinstance(rows, list) and (
+        matrix is None or (matrix.ndim in (1, 2) and not _numbers_only(rows, matrix.ndim))
+    ):
+        flat = not any(isinstance(row, list) for row in rows)  # one row
+        problem = _row_problem([rows] if flat else rows, noun)
+        matrix = None if problem else matrix
+    else:
         problem = None
-        if isinstance(rows, list):
-            flat = not any(isinstance(row, list) for row in rows)  # one row
-            problem = _row_problem([rows] if flat else rows, noun)
+    if matrix is None:
         raise CodecError(
             problem
             or f"expected {what} of numbers, all of the same length (for example [[1.0, 2.0]])"
-        ) from None
+        )
     if matrix.ndim == 1:
         matrix = matrix.reshape(1, -1)
     if matrix.ndim != 2 or matrix.size == 0:
@@ -160,18 +234,28 @@ def _matrix(rows: Any, what: str, noun: str = "row") -> np.ndarray:
 
 
 def decode_csv(body: bytes) -> np.ndarray:
+    """Rows of numbers, one per line: a header row (``is_header``) is skipped, blank lines
+    are no rows, and any other line is a row or a 400 naming it ("#" is no comment)."""
     text = _text(body)
     if not text.strip():
         _refuse_binary(text)
         raise CodecError("empty CSV body: send one row of features per line")
-    first_line, _, rest = text.lstrip().partition("\n")
-    header = not any(_is_number(field) for field in first_line.split(","))
+    if body.translate(None, _PLAIN_TEXT):  # A byte scan: a regex over the text is 10x slower
+        _refuse_binary(text)  # NumPy would take some control characters for spaces.
+    content = text.lstrip("\r\n")  # Leading blank lines; a first field keeps its spaces.
+    skipped = text.count("\n", 0, len(text) - len(content))
+    first_line, _, rest = content.partition("\n")
+    try:
+        header = is_header(next(csv.reader([first_line])))
+    except csv.Error:
+        header = False
     if header and not rest.strip():
-        _refuse_binary(text)
         raise CodecError("the CSV body has a header but no rows")
+    if not (rest if header else content).isascii():  # NumPy would take U+00A0 for a space.
+        raise CodecError(_csv_problem(content, header, skipped))
     try:
         rows = np.loadtxt(
-            io.StringIO(text),
+            io.StringIO(content),
             delimiter=",",
             dtype=np.float64,
             ndmin=2,
@@ -180,21 +264,32 @@ def decode_csv(body: bytes) -> np.ndarray:
             skiprows=1 if header else 0,
         )
     except ValueError:
-        raise CodecError(_csv_problem(text, header)) from None
+        raise CodecError(_csv_problem(content, header, skipped)) from None
     if rows.size == 0:
         raise CodecError("the CSV body has no values")
     return rows
 
 
-def _csv_problem(text: str, header: bool) -> str:
-    """What NumPy refused in a CSV body, in rows and columns counted from 1 (the header row
-    and blank lines not counted: row N is the Nth row of features)."""
-    _refuse_binary(text)
-    lines = [line for line in text.lstrip().splitlines() if line]
+def _csv_problem(content: str, header: bool, skipped: int) -> str:
+    """What a CSV body holds that is not rows of numbers, in rows and columns counted from 1
+    (the header row and blank lines not counted: row N is the Nth row of features), with the
+    line of the body when it differs; ``skipped`` blank lines came before ``content``."""
+    numbered = [
+        (number, line.removesuffix("\r"))
+        for number, line in enumerate(content.split("\n"), skipped + 1)
+        if line.removesuffix("\r")
+    ]
     if header:
-        lines = lines[1:]
-    rows = [[field.strip() for field in fields] for fields in csv.reader(lines)]
-    problem = _row_problem(rows, "row")
+        numbered = numbered[1:]
+    try:
+        rows = [
+            [field.strip(" \t") for field in fields]
+            for fields in csv.reader(line for _, line in numbered)
+        ]
+    except csv.Error:
+        rows = []
+    lines = [number for number, _ in numbered] if len(rows) == len(numbered) else None
+    problem = _row_problem(rows, "row", text=True, lines=lines)
     return problem or "could not read the CSV body as rows of numbers separated by commas"
 
 
@@ -336,7 +431,7 @@ def decode_npy(body: bytes) -> np.ndarray:
         ) from None
     if not isinstance(array, np.ndarray):
         raise CodecError("body is an .npz archive, not a .npy array")
-    if array.dtype.kind not in "biuf":
+    if array.dtype.kind not in "iuf":  # Numbers: booleans are not features (see NUMBER)
         raise CodecError(f"expected a .npy array of numbers, got dtype {array.dtype}")
     return _matrix(array, "an array")
 

@@ -2,7 +2,8 @@
 
 In, one row of features per record:
 
-- ``text/csv``: one row per line, an optional header row, quoted fields;
+- ``text/csv``: one row per line (every line but a blank one; ``#`` starts no comment), an
+  optional header row (``is_header``), quoted fields;
 - ``application/json``: ``{"instances": rows}``, ``{"inputs": rows}``, a list of rows, one
   row, or a pandas-style data frame without pandas: ``records`` (``[{"a": 1, "b": 2}, ...]``,
   features in the order of the first record's keys, every record with the same keys) or
@@ -14,7 +15,8 @@ In, one row of features per record:
 
 Out: the same four types. A request without ``Content-Type`` is read as CSV; an ``Accept``
 that is missing or ``*/*`` gets the request's own type back, so batch transform output lines
-up with its input. Anything that cannot be read raises ``CodecError`` (a 400) with a reason.
+up with its input. Anything that cannot be read raises ``CodecError`` (a 400) with a reason,
+values that are not numbers by the rule below (``NUMBER``, ``is_json_number``) included.
 """
 
 from __future__ import annotations

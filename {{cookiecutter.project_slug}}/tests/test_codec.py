@@ -168,7 +168,8 @@ def test_bad_bodies_are_400_with_a_reason(body: bytes, content_type: str, messag
         (b"1_000,2\n", CSV, "row 1, column 1: '1_000' is not a number"),
         # A first row of missing values is data, never a header (the header rule).
         (b"NA,NA\n1,2\n", CSV, r"row 1, column 1: 'NA' is not a number \(write nan for a"),
-        (b"1,2\n3,\n", CSV, r"row 2, column 2: '' is not a number \(write nan"),
+        (b"1,2\nnull,4\n", CSV, r"row 2, column 1: 'null' is not a number \(write nan"),
+        (b"1,2\n3,\n", CSV, "row 2, column 2: '' is not a number$"),
         # JSON features are JSON numbers: NumPy would read true as 1.0 and "2" as 2.0.
         (b"[[1, true]]", JSON, r"row 1, column 2: true is not a number \(a JSON boolean\)"),
         (b'[[1, 2], [3, "4"]]', JSON, r"row 2, column 2: '4' is not a number \(a JSON string\)"),

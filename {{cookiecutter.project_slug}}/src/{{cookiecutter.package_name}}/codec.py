@@ -146,7 +146,7 @@ def not_a_number(value: Any) -> str:
         return "expected a number, not a nested value"
     if not isinstance(value, str):
         return f"{value!r} is not a number"
-    if value.strip().lower() in MISSING:
+    if value.strip() and value.strip().lower() in MISSING:  # '' says enough by itself
         return f"{value!r} is not a number (write nan for a missing value)"
     return f"{value!r} is not a number"
 

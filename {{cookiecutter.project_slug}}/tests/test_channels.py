@@ -25,10 +25,12 @@ from {{ cookiecutter.package_name }}.channels import (
     channels,
     stratified_split,
 )
+from {{ cookiecutter.package_name }}.codec import is_number
 from {{ cookiecutter.package_name }}.environment import Paths
 from {{ cookiecutter.package_name }}.job import TrainingStopped
 
 from .support import N_FEATURES, SAMPLE_DATA, SAMPLE_FEATURES, SAMPLE_LABELS, layout
+from .test_codec import HEADER_RULE, JSON_FEATURES, NUMBER_SYNTAX
 from .test_model import QUICK_HYPERPARAMETERS
 
 LABELS = SAMPLE_LABELS.tolist()
@@ -128,6 +130,92 @@ def test_a_bad_json_line_is_named(job: Paths) -> None:
     configure(job, training={"ContentType": "application/jsonlines"})
     with pytest.raises(ChannelError, match='part line 2: expected an object with "label"'):
         read_training(job)
+
+
+# Training holds features to the rule serving does (codec.py): the same tables.
+@pytest.mark.parametrize(("field", "number"), NUMBER_SYNTAX)
+def test_the_number_syntax_in_csv_and_libsvm(job: Paths, field: str, number: bool) -> None:
+    replace_training_data(job, "part.csv", f"setosa,9,{field}\n")
+    if number:
+        np.testing.assert_array_equal(read_training(job).features, [[9.0, float(field)]])
+    else:
+        with pytest.raises(ChannelError, match=r"^part\.csv line 1: a feature is not a number"):
+            read_training(job)
+    if field.strip() and not {" ", "\t", "#"} & set(field):  # one LibSVM value, no space
+        replace_training_data(job, "part", f"1 1:9 2:{field}\n")
+        configure(job, training={"ContentType": "text/libsvm"})
+        if number:
+            np.testing.assert_array_equal(read_training(job).features, [[9.0, float(field)]])
+        else:
+            with pytest.raises(ChannelError, match="line 1: expected index:value"):
+                read_training(job)
+
+
+@pytest.mark.parametrize(("row", "header"), HEADER_RULE)
+def test_the_header_rule_applies_to_the_features(job: Paths, row: str, header: bool) -> None:
+    """The label column may be text: the rule looks at the features of the first line."""
+    replace_training_data(job, "part.csv", f"label,{row}\nsetosa,1,2,3,4\n")
+    if header:
+        np.testing.assert_array_equal(read_training(job).features, [[1.0, 2.0, 3.0, 4.0]])
+    elif all(is_number(field) for field in row.split(",")):
+        assert len(read_training(job)) == 2  # never a row less
+    else:
+        with pytest.raises(ChannelError, match=r"part\.csv line 1: a feature is not a number"):
+            read_training(job)
+
+
+@pytest.mark.parametrize(("value", "feature"), JSON_FEATURES)
+def test_json_lines_features_are_json_numbers(job: Paths, value: str, feature: bool) -> None:
+    replace_training_data(job, "part.jsonl", f'["setosa", 1, 2]\n["virginica", 3, {value}]\n')
+    configure(job, training={"ContentType": "application/jsonlines"})
+    if feature:
+        assert read_training(job).features.shape == (2, 2)
+    else:
+        with pytest.raises(ChannelError, match=r"part\.jsonl line 2: a feature is not a number"):
+            read_training(job)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        # A line of empty fields is a record, never skipped as a blank line.
+        ("setosa,1,2\n,,\nsetosa,3,4\n", r"line 2: a feature is not a number \(column 2: ''"),
+        # "#" starts no comment in CSV: the feature is refused, the row never dropped.
+        ("setosa,1,2\nsetosa,#3,4\n", r"line 2: a feature is not a number \(column 2: '#3'"),
+        ("setosa,NA,2\n", r"line 1: .*'NA' is not a number \(write nan for a missing value\)"),
+        # The line of the file, blank lines and a header counted.
+        ("a,b,c\n\nsetosa,1,2\nsetosa,1,x\n", r"part\.csv line 4: a feature is not a number"),
+    ],
+)
+def test_csv_rows_are_read_whole_or_named(job: Paths, content: str, message: str) -> None:
+    replace_training_data(job, "part.csv", content)
+    with pytest.raises(ChannelError, match=message):
+        read_training(job)
+
+
+def test_a_header_after_blank_lines_is_a_header(job: Paths) -> None:
+    replace_training_data(job, "part.csv", "\n\nspecies,a,b\nsetosa,1,2\n")
+    np.testing.assert_array_equal(read_training(job).features, [[1.0, 2.0]])
+
+
+def test_a_json_integer_too_long_is_named(job: Paths) -> None:
+    replace_training_data(job, "part.jsonl", '["setosa", 1]\n["setosa", ' + "9" * 4400 + "]\n")
+    configure(job, training={"ContentType": "application/jsonlines"})
+    with pytest.raises(ChannelError, match=r"part\.jsonl line 2: not JSON"):
+        read_training(job)
+    replace_training_data(job, "part.jsonl", '["setosa", 1]\n["setosa", ' + "9" * 400 + "]\n")
+    with pytest.raises(ChannelError, match=r"part\.jsonl line 2: a feature is too large"):
+        read_training(job)
+
+
+def test_libsvm_comments_are_no_records(job: Paths) -> None:
+    """LibSVM's "#" starts a comment to the end of the line, as XGBoost and LightGBM read it;
+    a line holding only a comment is no record (it failed the job before)."""
+    replace_training_data(job, "part", "# written by hand\n1 1:0.5 # first\n  # \n0 2:1.5\n")
+    configure(job, training={"ContentType": "text/libsvm"})
+    data = read_training(job)
+    np.testing.assert_array_equal(data.features, [[0.5, 0], [0, 1.5]])
+    assert data.labels.tolist() == [1.0, 0.0]
 
 
 def test_parquet_read_a_row_group_at_a_time(job: Paths) -> None:

@@ -5,6 +5,8 @@ import random
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from {{ cookiecutter.package_name }}.codec import (
     CSV,
@@ -17,6 +19,8 @@ from {{ cookiecutter.package_name }}.codec import (
     UnsupportedMediaType,
     decode,
     encode,
+    is_header,
+    is_number,
     media_type,
     negotiate,
 )
@@ -128,7 +132,7 @@ def test_missing_content_type_is_read_as_csv() -> None:
         (b"[[[1]]]", JSON, "shape"),
         (b"3", JSON, "shape"),
         (b'{"instances": 3}', JSON, "shape"),
-        (b"[[" + b"1" * 400 + b"]]", JSON, "rows of numbers"),  # too large for a float
+        (b"[[" + b"1" * 400 + b"]]", JSON, "row 1, column 1: an integer of 400 digits is too"),
         (b"[" * 100_000 + b"]" * 100_000, JSON, "nested too deeply"),
         (b'[{"a": 1, "b": 2}, {"a": 3}]', JSON, "record 2"),
         (b'[{"a": 1}, [2]]', JSON, "record 2"),
@@ -158,9 +162,24 @@ def test_bad_bodies_are_400_with_a_reason(body: bytes, content_type: str, messag
         # CSV: rows of features from 1 (a header row and blank lines are not rows), columns
         # from 1; NumPy itself says "row 0, column 2" for this first case.
         (b"5.1,,1.4,0.2\n", CSV, "row 1, column 2: '' is not a number"),
-        (b"a,b,c,d\n5.1,3.5,1.4,0.2\n\n6.3,x,6.0,2.5\n", CSV, "row 2, column 2: 'x' is"),
+        # ...and the line of the body, when it is another number.
+        (b"a,b,c,d\n5.1,3.5,1.4,0.2\n\n6.3,x,6.0,2.5\n", CSV, r"row 2 \(line 4\), column 2: 'x'"),
         (b'"5.1","3.5","1.4",""\n', CSV, "row 1, column 4: '' is not a number"),
         (b"1_000,2\n", CSV, "row 1, column 1: '1_000' is not a number"),
+        # A first row of missing values is data, never a header (the header rule).
+        (b"NA,NA\n1,2\n", CSV, r"row 1, column 1: 'NA' is not a number \(write nan for a"),
+        (b"1,2\nnull,4\n", CSV, r"row 2, column 1: 'null' is not a number \(write nan"),
+        (b"1,2\n3,\n", CSV, "row 2, column 2: '' is not a number$"),
+        # JSON features are JSON numbers: NumPy would read true as 1.0 and "2" as 2.0.
+        (b"[[1, true]]", JSON, r"row 1, column 2: true is not a number \(a JSON boolean\)"),
+        (b'[[1, 2], [3, "4"]]', JSON, r"row 2, column 2: '4' is not a number \(a JSON string\)"),
+        (b'{"features": [1, false]}', JSONLINES, "line 1, column 2: false is not a number"),
+        (npy(np.array([[True, False]])), NPY, "dtype bool"),
+        # "#" starts no comment (NumPy's loadtxt would drop or cut the row, and batch
+        # transform would join every later prediction to the wrong input line).
+        (b"1,2\n#3,4\n5,6\n", CSV, "row 2, column 1: '#3' is not a number"),
+        (b"1,2\n3,4 # note\n", CSV, "row 2, column 2: '4 # note' is not a number"),
+        (b"#1,2\n", CSV, "row 1, column 1: '#1' is not a number"),
         # A ragged body: NumPy's own hint ("use `usecols`") makes no sense to a client.
         (b"1,2,3,4\n1,2,3\n", CSV, "row 2 has 3 values where row 1 has 4: every row needs"),
         (b"1,2\n3,4,5\n", CSV, "row 2 has 3 values where row 1 has 2"),
@@ -179,6 +198,10 @@ def test_bad_bodies_are_400_with_a_reason(body: bytes, content_type: str, messag
         (b'[[1, 2], [3, "x"]]', JSON, "row 2, column 2: 'x' is not a number"),
         (b'[1, "x"]', JSON, "row 1, column 2: 'x' is not a number"),  # one row
         (b'{"columns": ["a", "b"], "data": [[1, 2], [3]]}', JSON, 'row 2 of "data"'),
+        # Integers longer than Python converts (4,300 digits: sys.get_int_max_str_digits).
+        (b"[[1, " + b"9" * 4301 + b"]]", JSON, r"integer of 4301 digits \(at column 6\)"),
+        (b"{\n" + b'"instances": [[-' + b"1" * 5000 + b"]]}", JSON, r"\(at line 2, column 17\)"),
+        (b"[1, 2]\n[3, " + b"4" * 4400 + b"]\n", JSONLINES, r"line 2 holds an integer of 4400"),
         # JSON lines: a line is a row, counted from 1.
         (b"[1, 2]\n[3, 4", JSONLINES, r"line 2 is not valid JSON \(at column 6\)"),
         (b"[1, 2]\n[3]\n", JSONLINES, "line 2 has 1 value where line 1 has 2"),
@@ -212,6 +235,95 @@ def test_reasons_are_the_servers_own_words(body: bytes, content_type: str) -> No
     with pytest.raises(CodecError) as info:
         decode(body, content_type)
     assert not [word for word in LIBRARY_WORDS if word in str(info.value)], str(info.value)
+
+
+# The rule for feature values and headers (codec.py, "What a feature value is"), one table
+# that serving (here) and training (test_channels.py) are both held to.
+NUMBER_SYNTAX = [
+    ("5.1", True),  # data/iris.csv
+    ("-3", True),
+    ("+.5e-3", True),  # C's and Python's float syntax
+    ("1.", True),
+    ("1E5", True),
+    (" 2.5\t", True),  # spaces or tabs around a value: Excel and hand-written CSV
+    ("nan", True),  # what NumPy writes for NaN, and pandas with na_rep="nan"
+    ("NaN", True),  # Python's json, R's write.csv of NaN
+    ("-inf", True),  # NumPy; refused later as infinity, but a number
+    ("Infinity", True),  # Python's json
+    ("", False),  # pandas' to_csv writes NaN as an empty field: write nan instead
+    ("NA", False),  # R's write.csv of NA
+    ("N/A", False),
+    ("#N/A", False),  # Excel
+    ("null", False),
+    ("None", False),  # Python's str(None)
+    ("1_000", False),  # Python's float() reads it as 1000
+    ("0x10", False),
+    ("\u0661", False),  # an Arabic-Indic 1: Python's float() reads it
+    ("\u00a01", False),  # after a no-break space: NumPy takes it for a space
+    ("1e", False),
+    ("true", False),
+    ("#1", False),  # "#" starts no comment
+    ("1 2", False),
+]
+# A header is a first row of names: no field is a number or a missing value.
+HEADER_RULE = [
+    ("a,b,c,d", True),  # pandas' to_csv(index=False)
+    ('"sepal length","sepal width","petal length","petal width"', True),  # csv.QUOTE_ALL
+    ("#a,b,c,d", True),  # a commented header is names too
+    ("NA,NA,NA,NA", False),  # R's write.csv of a row of missing values: data
+    (",,,", False),  # pandas' to_csv of a row of NaN: data
+    ("nan,nan,nan,nan", False),
+    ("a,1,b,c", False),  # names and a number: data, refused
+    ("0,1,2,3", False),  # pandas' default column names look like data, and are read as it
+]
+# A feature in JSON: a JSON number, NaN, Infinity or null (NaN); nothing else.
+JSON_FEATURES = [
+    ("1", True),
+    ("-2.5e3", True),
+    ("NaN", True),  # Python's json.dumps of NaN
+    ("null", True),  # pandas' to_json and orjson of NaN: a missing value
+    ("true", False),  # NumPy would read it as 1.0
+    ("false", False),
+    ('"1.5"', False),  # a number in a string: a column of text upstream
+    ('"a"', False),
+    ("[1]", False),
+    ("{}", False),
+]
+
+
+@pytest.mark.parametrize(("field", "number"), NUMBER_SYNTAX)
+def test_the_number_syntax(field: str, number: bool) -> None:
+    assert is_number(field) == number
+    body = f"9,{field}\n".encode()
+    if number:
+        np.testing.assert_array_equal(decode(body, CSV), [[9.0, float(field)]])
+    else:
+        with pytest.raises(CodecError, match=r"^row 1, column 2: .* is not a number"):
+            decode(body, CSV)
+
+
+@pytest.mark.parametrize(("row", "header"), HEADER_RULE)
+def test_the_header_rule(row: str, header: bool) -> None:
+    fields = next(csv.reader([row]))
+    assert is_header(fields) == header
+    body = f"{row}\n1,2,3,4\n".encode()
+    if header:
+        np.testing.assert_array_equal(decode(body, CSV), [[1.0, 2.0, 3.0, 4.0]])
+    elif all(is_number(field) for field in fields):
+        assert decode(body, CSV).shape == (2, 4)  # never a row less
+    else:
+        with pytest.raises(CodecError, match=r"^row 1, column \d: .* is not a number"):
+            decode(body, CSV)
+
+
+@pytest.mark.parametrize(("value", "feature"), JSON_FEATURES)
+def test_json_features_are_json_numbers(value: str, feature: bool) -> None:
+    for body, kind in [(f"[[1, {value}]]", JSON), (f"[1, 2]\n[3, {value}]\n", JSONLINES)]:
+        if feature:
+            assert decode(body.encode(), kind).shape[1] == 2
+        else:
+            with pytest.raises(CodecError, match=r"(row|line) \d, column 2: "):
+                decode(body.encode(), kind)
 
 
 def test_object_arrays_need_pickles_and_are_refused() -> None:
@@ -264,6 +376,83 @@ def test_decoders_answer_any_garbage_with_a_codec_error(kind: str) -> None:
         assert rows.dtype.kind == "f"
     assert refused
     assert all(exc.status == 400 and str(exc) for exc in refused)
+
+
+def decoded(body: bytes, kind: str) -> np.ndarray | CodecError:
+    """The rows ``body`` decodes to, or the CodecError that refuses it; anything else raises."""
+    try:
+        return decode(body, kind)
+    except CodecError as exc:
+        return exc
+
+
+def assert_rows_or_a_400(result: np.ndarray | CodecError) -> None:
+    if isinstance(result, CodecError):
+        assert result.status == 400
+        assert str(result)
+    else:
+        assert result.ndim == 2
+        assert result.size > 0
+        assert result.dtype == np.float64
+
+
+# Any JSON document: numbers of every size, booleans, strings, null, nested lists and
+# objects under the keys read; "#" stands for an integer of up to 6,000 digits (Python
+# converts 4,300 at most: sys.get_int_max_str_digits).
+JSON_DOCUMENTS = st.recursive(
+    st.none() | st.booleans() | st.floats() | st.integers() | st.just("#") | st.text(max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["instances", "inputs", "columns", "data", "features", "a"]),
+            inner,
+            max_size=3,
+        )
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON_DOCUMENTS, st.integers(1, 6000))
+def test_any_json_document_is_rows_or_a_400(document: object, digits: int) -> None:
+    """As JSON and, when a list, as JSON lines: rows of floats, or a CodecError (a 400)."""
+    bodies = {JSON: json.dumps(document)}
+    if isinstance(document, list) and document:
+        bodies[JSONLINES] = "\n".join(json.dumps(line) for line in document)
+    for kind, body in bodies.items():
+        assert_rows_or_a_400(decoded(body.replace('"#"', "9" * digits).encode(), kind))
+
+
+CSV_FIELDS = st.sampled_from([field for field, _ in NUMBER_SYNTAX] + ["a", '"1"', "# 1"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(CSV_FIELDS, min_size=1, max_size=3), min_size=1, max_size=5))
+def test_csv_rows_are_read_whole_or_refused(rows: list[list[str]]) -> None:
+    """Never a row dropped or cut: every line but a blank one is a row (the header rule
+    aside), its values those of the number syntax, or the body is a 400."""
+    lines = [",".join(row) for row in rows]
+    result = decoded("\n".join(lines).encode(), CSV)
+    assert_rows_or_a_400(result)
+    if isinstance(result, CodecError):
+        return
+    fields = list(csv.reader(line for line in lines if line))
+    if is_header(fields[0]):
+        fields = fields[1:]
+    assert all(is_number(field) for row in fields for field in row)
+    np.testing.assert_array_equal(result, [[float(field) for field in row] for row in fields])
+
+
+NPY_DTYPES = ["f2", "f4", ">f8", "f16", "i1", ">i8", "u8", "?", "c8", "U3", "S3", "M8[s]", "V4"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(NPY_DTYPES), st.lists(st.integers(0, 3), max_size=4), st.booleans())
+def test_any_npy_array_is_rows_or_a_400(dtype: str, shape: list, fortran: bool) -> None:
+    """numpy.save of any dtype, shape and order: rows of floats, or a CodecError (a 400)."""
+    array = np.zeros(shape, dtype=dtype, order="F" if fortran else "C")
+    assert_rows_or_a_400(decoded(npy(array), NPY))
 
 
 def test_unsupported_content_type_is_415() -> None:

@@ -2,15 +2,21 @@
 
 Each record is a label followed by its features, in any of these content types:
 
-- ``text/csv``: ``label,f1,f2,...`` per line, no header (a first line with no number among
-  its features is taken for a header and skipped);
+- ``text/csv``: ``label,f1,f2,...`` per line, no header (a first line whose features are
+  all names is taken for a header and skipped: ``codec.is_header``);
 - ``application/jsonlines``: one JSON value per line, ``[label, f1, f2, ...]`` or
   ``{"label": ..., "features": [f1, f2, ...]}``;
 - ``application/x-parquet``: the first column is the label, the others the features (read
   with pyarrow, one row group at a time);
 - ``text/libsvm``: ``label index:value ...``, LibSVM's sparse text format (XGBoost's and
   LightGBM's native one). Indices count from 1, or from 0 when a 0 appears; absent features
-  are 0, as LibSVM means them.
+  are 0, as LibSVM means them. ``#`` starts a comment to the end of the line, as LibSVM,
+  XGBoost and LightGBM allow; a line holding only a comment is no record.
+
+A feature is a number by the rule serving applies too (codec.py, "What a feature value
+is"): in CSV and LibSVM text, ``codec.NUMBER`` (``nan`` for a missing value; ``NA``, an
+empty field or ``1_000`` are refused, naming the line); in JSON lines, a JSON number or
+null (NaN), never a boolean or a string. A label may be anything.
 
 File and FastFile mode read every file under ``/opt/ml/input/data/<channel>/``. Pipe mode
 reads the FIFO ``/opt/ml/input/data/<channel>_<epoch>``, a new one per pass, unwrapping
@@ -40,6 +46,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from .codec import is_header, is_json_number, is_number, not_a_number
 from .environment import Paths, read_json, shown
 
 CSV = "text/csv"
@@ -403,47 +410,98 @@ def _text(stream: IO[bytes]) -> Iterator[str]:
 
 
 def _parse(content_type: str, lines: Iterator[str], name: str, rows: int) -> Iterator[Dataset]:
-    parse_line = {CSV: None, JSON_LINES: _json_record, LIBSVM: _libsvm_record}[content_type]
     records: Iterable[tuple[int, Any]]
-    if parse_line is None:
-        records = _csv_records(lines, name)
+    if content_type == CSV:
+        records, features = _csv_records(lines, name), _text_features
+    elif content_type == JSON_LINES:
+        records = _line_records(lines, name, _json_record)
+        features = _json_features
     else:
-        records = (
-            (number, parse_line(line, f"{name} line {number}"))
-            for number, line in enumerate(lines, start=1)
-            if line.strip()
-        )
+        records, features = _line_records(lines, name, _libsvm_record), None
     try:
-        yield from _blocks(records, name, rows, sparse=content_type == LIBSVM)
+        yield from _blocks(records, name, rows, features)
     except UnicodeDecodeError as exc:
         raise ChannelError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
+def _line_records(lines: Iterator[str], name: str, parse_line: Any) -> Iterator[tuple[int, Any]]:
+    """``(line number, record)`` for each line that holds one (``parse_line`` gives None
+    for a LibSVM comment line; blank lines hold none)."""
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            record = parse_line(line, f"{name} line {number}")
+            if record is not None:
+                yield number, record
+
+
 def _csv_records(lines: Iterator[str], name: str) -> Iterator[tuple[int, list[str]]]:
-    for number, record in enumerate(csv.reader(lines), start=1):
-        if not record or not "".join(record).strip():
-            continue
+    """Each CSV record but blank lines and a header (``codec.is_header`` of the first
+    record's features: the label may be text). A line of empty fields (``,,,``) is a
+    record, refused for its features: never skipped."""
+    reader = csv.reader(lines)
+    first = True
+    for record in reader:
+        if len(record) <= 1 and not "".join(record).strip():
+            continue  # A blank line
+        number = reader.line_num
         if len(record) < 2:
             raise ChannelError(
                 f"{name} line {number}: expected a label and features, got {record!r}"
             )
-        if number == 1 and not any(_is_number(value) for value in record[1:]):
-            continue  # A header row.
+        if first and is_header(record[1:]):
+            first = False
+            continue
+        first = False
         yield number, record
 
 
-def _is_number(text: str) -> bool:
+def _text_features(fields: list[str], where: str) -> list[float]:
+    """CSV fields as numbers, by the number syntax (``codec.NUMBER``).
+
+    ``float()`` reads the syntax and more: ``1_000``, digits of other scripts, control
+    characters as spaces. Fields of printable ASCII without ``_`` are taken as ``float()``
+    reads them (the common case, at C speed); others are held to the syntax itself.
+    """
     try:
-        float(text)
+        values = [float(text) for text in fields]
     except ValueError:
-        return False
-    return True
+        values = None
+    joined = "".join(fields)
+    if values is not None and joined.isascii() and joined.isprintable() and "_" not in joined:
+        return values
+    for column, text in enumerate(fields, start=2):
+        if not is_number(text):
+            raise _not_a_feature(where, column, text)
+    return [float(text) for text in fields]
+
+
+def _not_a_feature(where: str, column: int, value: Any) -> ChannelError:
+    """``part line 3: a feature is not a number (column 2: 'NA' is not a number (write nan
+    for a missing value))``: the column counts the label as 1."""
+    if isinstance(value, str) and is_number(value):  # From JSON: a number in a string
+        reason = f"{value!r} is not a number (a JSON string)"
+    else:
+        reason = not_a_number(value)
+    return ChannelError(f"{where}: a feature is not a number (column {column}: {reason})")
+
+
+def _json_features(values: list[Any], where: str) -> list[float]:
+    """JSON values as numbers: JSON numbers, and null as NaN (``codec.is_json_number``)."""
+    for column, value in enumerate(values, start=2):
+        if not is_json_number(value):
+            raise _not_a_feature(where, column, value)
+    try:
+        return [np.nan if value is None else float(value) for value in values]
+    except OverflowError:
+        raise ChannelError(f"{where}: a feature is too large for a float") from None
 
 
 def _json_record(line: str, where: str) -> list[Any]:
     try:
         value = json.loads(line)
-    except ValueError as exc:
+    except RecursionError:
+        raise ChannelError(f"{where}: nested too deeply") from None
+    except ValueError as exc:  # Not JSON, or an integer of more than 4,300 digits
         raise ChannelError(f"{where}: not JSON ({exc})") from None
     if isinstance(value, dict):
         if "label" not in value or not isinstance(value.get("features"), list):
@@ -454,23 +512,27 @@ def _json_record(line: str, where: str) -> list[Any]:
     return value
 
 
-def _libsvm_record(line: str, where: str) -> tuple[str, dict[int, float]]:
-    label, *pairs = line.split("#", 1)[0].split()
+def _libsvm_record(line: str, where: str) -> tuple[str, dict[int, float]] | None:
+    """``label index:value ...``; ``#`` starts a comment (None for a comment line)."""
+    data = line.split("#", 1)[0]
+    if not data.strip():
+        return None
+    label, *pairs = data.split()
     features = {}
     for pair in pairs:
         index, sep, value = pair.partition(":")
-        try:
-            features[int(index)] = float(value)
-        except ValueError:
-            sep = ""
-        if not sep or int(index) < 0:
+        if not (sep and index.isascii() and index.isdigit() and is_number(value)):
             raise ChannelError(f"{where}: expected index:value, got {pair!r}")
+        features[int(index)] = float(value)
     return label, features
 
 
 def _blocks(
-    records: Iterable[tuple[int, Any]], name: str, rows: int, *, sparse: bool
+    records: Iterable[tuple[int, Any]], name: str, rows: int, features_of: Any
 ) -> Iterator[Dataset]:
+    """Blocks of ``rows`` records; ``features_of(values, where)`` makes a dense record's
+    features numbers (None: sparse records, LibSVM's)."""
+    sparse = features_of is None
     labels: list[Any] = []
     values: list[Any] = []
     width: int | None = None
@@ -488,10 +550,7 @@ def _blocks(
                     f"{where}: expected {width + 1} columns like the first line,"
                     f" got {len(features) + 1}"
                 )
-            try:
-                values.append([float(value) for value in features])
-            except (TypeError, ValueError) as exc:
-                raise ChannelError(f"{where}: a feature is not a number ({exc})") from None
+            values.append(features_of(features, where))
         labels.append(label)
         if len(labels) == rows:
             yield _block(labels, values, sparse)

@@ -2,7 +2,8 @@
 
 In, one row of features per record:
 
-- ``text/csv``: one row per line, an optional header row, quoted fields;
+- ``text/csv``: one row per line (every line but a blank one; ``#`` starts no comment), an
+  optional header row (``is_header``), quoted fields;
 - ``application/json``: ``{"instances": rows}``, ``{"inputs": rows}``, a list of rows, one
   row, or a pandas-style data frame without pandas: ``records`` (``[{"a": 1, "b": 2}, ...]``,
   features in the order of the first record's keys, every record with the same keys) or
@@ -14,16 +15,19 @@ In, one row of features per record:
 
 Out: the same four types. A request without ``Content-Type`` is read as CSV; an ``Accept``
 that is missing or ``*/*`` gets the request's own type back, so batch transform output lines
-up with its input. Anything that cannot be read raises ``CodecError`` (a 400) with a reason.
+up with its input. Anything that cannot be read raises ``CodecError`` (a 400) with a reason,
+values that are not numbers by the rule below (``NUMBER``, ``is_json_number``) included.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import re
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -77,7 +81,11 @@ def _byte_at(data: bytes | str, start: int) -> str:
 
 # Characters no text body holds (tab, newline and carriage return are fine): binary data
 # that happens to be valid UTF-8.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+# The bytes of plain ASCII text: printable characters, tab, newline and carriage return.
+_PLAIN_TEXT = bytes(range(0x20, 0x7F)) + b"\t\n\r"
 
 
 def _refuse_binary(text: str) -> None:
@@ -87,55 +95,137 @@ def _refuse_binary(text: str) -> None:
         raise CodecError(f"body is not text ({_byte_at(text, found.start())})")
 
 
-# A number as NumPy reads one: an optional sign, digits with an optional point and exponent,
-# or nan, inf, infinity; spaces around it and double quotes are fine.
-_NUMBER = re.compile(
-    r'\s*"?\s*[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|nan|inf|infinity)\s*"?\s*',
+# What a feature value is, and what a header is: one rule for serving (this module) and
+# training (channels.py imports these), tested against one table (tests/test_codec.py).
+#
+# - A number in text (a CSV field, a LibSVM value) is an optional sign, then digits with an
+#   optional point and exponent, or nan, inf or infinity in any case; spaces or tabs around
+#   it are fine. ASCII only, nothing else: not an empty field, not NA, N/A, null or None
+#   (write nan for a missing value), not 1_000, 0x10 or digits of other scripts, though
+#   Python's float() or NumPy read some of these.
+# - A number in JSON is a JSON number (NaN and Infinity too, as Python's json writes them),
+#   or null for a missing value (read as NaN: what pandas and orjson write for NaN); never
+#   true or false, never a string, not even "1.5".
+# - A CSV header is a first row of names: no field of it is a number or one of MISSING.
+#   Training looks at the features only (a label may be text). So a first row of NA values
+#   is read, and refused as not numbers, never skipped as a header; a first row that mixes
+#   names and numbers is read as data, and refused.
+NUMBER = re.compile(
+    r"[ \t]*[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|nan|inf|infinity)[ \t]*",
     re.IGNORECASE | re.ASCII,
 )
+# How R, pandas and spreadsheets write a missing value (nan is a number already): values,
+# never the name of a column.
+MISSING = frozenset({"", "na", "n/a", "#n/a", "null", "none", "<na>"})
+JSON_NUMBER_TYPES = frozenset({int, float, type(None)})  # bool is not int here: type() is
 
 
-def _is_number(field: str) -> bool:
-    return _NUMBER.fullmatch(field) is not None
+def is_number(field: str) -> bool:
+    """A number in text, as the rule above spells it."""
+    return NUMBER.fullmatch(field) is not None
+
+
+def is_header(fields: Sequence[str]) -> bool:
+    """A first row of names: none of ``fields`` is a number or a missing value."""
+    return bool(fields) and not any(
+        is_number(field) or field.strip().lower() in MISSING for field in fields
+    )
+
+
+def is_json_number(value: Any) -> bool:
+    """A feature in JSON: a number, NaN, Infinity or null (NaN); not a boolean or string."""
+    return type(value) in JSON_NUMBER_TYPES
+
+
+def not_a_number(value: Any) -> str:
+    """Why ``value`` (a text field or a JSON value) is no feature: ``'NA' is not a number
+    (write nan for a missing value)``."""
+    if isinstance(value, bool):
+        return f"{str(value).lower()} is not a number (a JSON boolean)"
+    if isinstance(value, list | dict):
+        return "expected a number, not a nested value"
+    if not isinstance(value, str):
+        return f"{value!r} is not a number"
+    if value.strip() and value.strip().lower() in MISSING:  # '' says enough by itself
+        return f"{value!r} is not a number (write nan for a missing value)"
+    return f"{value!r} is not a number"
 
 
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
-def _row_problem(rows: list[Any], noun: str) -> str | None:
-    """Where ``rows`` (lists of fields) stop being a table of numbers, in 1-based rows and
-    columns: a row of another width than the first, or a value that is not a number."""
+def _fits_a_float(value: int) -> bool:
+    try:
+        float(value)
+    except OverflowError:  # Beyond about 1.8e308
+        return False
+    return True
+
+
+def _row_problem(
+    rows: list[Any], noun: str, *, text: bool = False, lines: list[int] | None = None
+) -> str | None:
+    """Where ``rows`` (lists of fields: strings when ``text``, else JSON values) stop being a
+    table of numbers, in 1-based rows and columns: a row of another width than the first,
+    or a value that is not a number. ``lines``: each row's line, named when it differs."""
+
+    def where(number: int) -> str:
+        line = lines[number - 1] if lines else number
+        return f"{noun} {number}" + (f" (line {line})" if line != number else "")
+
     width = len(rows[0]) if rows and isinstance(rows[0], list) else None
     for number, row in enumerate(rows, 1):
         if not isinstance(row, list):
             return None
         if len(row) != width:
             return (
-                f"{noun} {number} has {_count(len(row), 'value')} where {noun} 1 has {width}: "
-                f"every {noun} needs the same number of features"
+                f"{where(number)} has {_count(len(row), 'value')} where {noun} 1 has {width}:"
+                f" every {noun} needs the same number of features"
             )
         for column, value in enumerate(row, 1):
-            if isinstance(value, str) and not _is_number(value):
-                return f"{noun} {number}, column {column}: {value!r} is not a number"
-            if isinstance(value, list | dict):
-                return f"{noun} {number}, column {column}: expected a number, not a nested value"
+            if not (is_number(value) if text else is_json_number(value)):
+                if isinstance(value, str) and not text and is_number(value):
+                    reason = f"{value!r} is not a number (a JSON string)"
+                else:
+                    reason = not_a_number(value)
+                return f"{where(number)}, column {column}: {reason}"
+            if isinstance(value, int) and not _fits_a_float(value):
+                return (
+                    f"{where(number)}, column {column}: an integer of"
+                    f" {_count(len(str(abs(value))), 'digit')} is too large for a float"
+                )
     return None
 
 
+def _numbers_only(rows: list[Any], ndim: int) -> bool:
+    """Every value of ``rows`` (a list of rows, or one row) is a JSON number or null."""
+    values = itertools.chain.from_iterable(rows) if ndim == 2 else rows
+    return set(map(type, values)) <= JSON_NUMBER_TYPES
+
+
 def _matrix(rows: Any, what: str, noun: str = "row") -> np.ndarray:
-    """``rows`` as a non-empty 2-D float array; one flat row becomes a one-row matrix."""
+    """``rows`` as a non-empty 2-D float array; one flat row becomes a one-row matrix.
+
+    NumPy would read true as 1.0 and "1.5" as 1.5: values from JSON must be JSON numbers.
+    """
     try:
         matrix = np.asarray(rows, dtype=np.float64)
     except (TypeError, ValueError, OverflowError):
+        matrix = None
+    if isinstance(rows, list) and (
+        matrix is None or (matrix.ndim in (1, 2) and not _numbers_only(rows, matrix.ndim))
+    ):
+        flat = not any(isinstance(row, list) for row in rows)  # one row
+        problem = _row_problem([rows] if flat else rows, noun)
+        matrix = None if problem else matrix
+    else:
         problem = None
-        if isinstance(rows, list):
-            flat = not any(isinstance(row, list) for row in rows)  # one row
-            problem = _row_problem([rows] if flat else rows, noun)
+    if matrix is None:
         raise CodecError(
             problem
             or f"expected {what} of numbers, all of the same length (for example [[1.0, 2.0]])"
-        ) from None
+        )
     if matrix.ndim == 1:
         matrix = matrix.reshape(1, -1)
     if matrix.ndim != 2 or matrix.size == 0:
@@ -146,40 +236,62 @@ def _matrix(rows: Any, what: str, noun: str = "row") -> np.ndarray:
 
 
 def decode_csv(body: bytes) -> np.ndarray:
+    """Rows of numbers, one per line: a header row (``is_header``) is skipped, blank lines
+    are no rows, and any other line is a row or a 400 naming it ("#" is no comment)."""
     text = _text(body)
     if not text.strip():
         _refuse_binary(text)
         raise CodecError("empty CSV body: send one row of features per line")
-    first_line, _, rest = text.lstrip().partition("\n")
-    header = not any(_is_number(field) for field in first_line.split(","))
+    if body.translate(None, _PLAIN_TEXT):  # A byte scan: a regex over the text is 10x slower
+        _refuse_binary(text)  # NumPy would take some control characters for spaces.
+    content = text.lstrip("\r\n")  # Leading blank lines; a first field keeps its spaces.
+    skipped = text.count("\n", 0, len(text) - len(content))
+    first_line, _, rest = content.partition("\n")
+    try:
+        header = is_header(next(csv.reader([first_line])))
+    except csv.Error:
+        header = False
     if header and not rest.strip():
-        _refuse_binary(text)
         raise CodecError("the CSV body has a header but no rows")
+    if not (rest if header else content).isascii():  # NumPy would take U+00A0 for a space.
+        raise CodecError(_csv_problem(content, header, skipped))
     try:
         rows = np.loadtxt(
-            io.StringIO(text),
+            io.StringIO(content),
             delimiter=",",
             dtype=np.float64,
             ndmin=2,
             quotechar='"',
+            comments=None,  # NumPy's default, "#", would drop or cut rows: "#" is no comment
             skiprows=1 if header else 0,
         )
     except ValueError:
-        raise CodecError(_csv_problem(text, header)) from None
+        raise CodecError(_csv_problem(content, header, skipped)) from None
     if rows.size == 0:
         raise CodecError("the CSV body has no values")
     return rows
 
 
-def _csv_problem(text: str, header: bool) -> str:
-    """What NumPy refused in a CSV body, in rows and columns counted from 1 (the header row
-    and blank lines not counted: row N is the Nth row of features)."""
-    _refuse_binary(text)
-    lines = [line for line in text.lstrip().splitlines() if line and not line.startswith("#")]
+def _csv_problem(content: str, header: bool, skipped: int) -> str:
+    """What a CSV body holds that is not rows of numbers, in rows and columns counted from 1
+    (the header row and blank lines not counted: row N is the Nth row of features), with the
+    line of the body when it differs; ``skipped`` blank lines came before ``content``."""
+    numbered = [
+        (number, line.removesuffix("\r"))
+        for number, line in enumerate(content.split("\n"), skipped + 1)
+        if line.removesuffix("\r")
+    ]
     if header:
-        lines = lines[1:]
-    rows = [[field.strip() for field in fields] for fields in csv.reader(lines)]
-    problem = _row_problem(rows, "row")
+        numbered = numbered[1:]
+    try:
+        rows = [
+            [field.strip(" \t") for field in fields]
+            for fields in csv.reader(line for _, line in numbered)
+        ]
+    except csv.Error:
+        rows = []
+    lines = [number for number, _ in numbered] if len(rows) == len(numbered) else None
+    problem = _row_problem(rows, "row", text=True, lines=lines)
     return problem or "could not read the CSV body as rows of numbers separated by commas"
 
 
@@ -196,10 +308,32 @@ def _parse_json(text: str, what: str) -> Any:
     try:
         return _loads(text)
     except json.JSONDecodeError as exc:
-        where = f"line {exc.lineno}, column {exc.colno}" if "\n" in text else f"column {exc.colno}"
-        raise CodecError(f"{what} is not valid JSON (at {where})") from None
+        raise CodecError(f"{what} is not valid JSON (at {_position(text, exc.pos)})") from None
     except RecursionError:
         raise CodecError(f"{what} is nested too deeply") from None
+    except ValueError:  # An integer longer than Python converts (sys.get_int_max_str_digits).
+        raise CodecError(_long_integer(text, what)) from None
+
+
+def _position(text: str, at: int) -> str:
+    """Where the character at ``at`` is, counted from 1: ``column 5`` in one-line text,
+    ``line 2, column 5`` otherwise."""
+    line = text.count("\n", 0, at) + 1
+    column = at - text.rfind("\n", 0, at)
+    return f"line {line}, column {column}" if "\n" in text else f"column {column}"
+
+
+def _long_integer(text: str, what: str) -> str:
+    """Python refuses to convert integers of more than ``sys.get_int_max_str_digits()``
+    digits (4,300 by default): the reason names the first one."""
+    limit = sys.get_int_max_str_digits()
+    found = next((run for run in re.finditer(r"\d+", text) if len(run.group()) > limit), None)
+    if not limit or found is None:
+        return f"{what} is not valid JSON"
+    return (
+        f"{what} holds an integer of {len(found.group())} digits (at"
+        f" {_position(text, found.start())}): more than the {limit} that can be read"
+    )
 
 
 def _records(records: list[dict[str, Any]]) -> list[Any]:
@@ -279,7 +413,7 @@ def decode_jsonlines(body: bytes) -> np.ndarray:
         raise CodecError("empty JSON lines body: send one row of features per line")
     try:  # One parse for the whole batch; line by line only to name a bad line.
         values = _loads(f"[{','.join(lines)}]")
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # JSONDecodeError, or an integer too long to read
         values = [_parse_json(line, f"line {n}") for n, line in enumerate(lines, 1)]
     if len(values) != len(lines):  # A line holding two values: "1, 2" or "[1], [2]".
         values = [_parse_json(line, f"line {n}") for n, line in enumerate(lines, 1)]
@@ -299,7 +433,7 @@ def decode_npy(body: bytes) -> np.ndarray:
         ) from None
     if not isinstance(array, np.ndarray):
         raise CodecError("body is an .npz archive, not a .npy array")
-    if array.dtype.kind not in "biuf":
+    if array.dtype.kind not in "iuf":  # Numbers: booleans are not features (see NUMBER)
         raise CodecError(f"expected a .npy array of numbers, got dtype {array.dtype}")
     return _matrix(array, "an array")
 

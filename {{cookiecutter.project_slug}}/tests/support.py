@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -191,7 +191,9 @@ MODEL_LOADED = re.compile(r"\[(\d+)\] \S+: model loaded from")
 
 
 class Server:
-    def __init__(self, base: Path, port: int, **env: str) -> None:
+    def __init__(self, base: Path, port: int, *, wrapper: Sequence[str] = (), **env: str) -> None:
+        """``python -m ... serve`` on ``port``, serving ``base``; run through the command
+        ``wrapper`` (which ends by executing its arguments) if one is given."""
         self.url = f"http://127.0.0.1:{port}"
         self.port = port
         self.started = time.monotonic()
@@ -200,7 +202,7 @@ class Server:
         # end of the file whatever the other processes' shared offset says.
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "{{ cookiecutter.package_name }}", "serve"],
+                [*wrapper, sys.executable, "-m", "{{ cookiecutter.package_name }}", "serve"],
                 env={
                     **os.environ,
                     "SAGEMAKER_BASE_DIR": str(base),

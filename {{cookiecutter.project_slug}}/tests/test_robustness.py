@@ -37,6 +37,9 @@ from {{ cookiecutter.package_name }} import codec
 {%- if cookiecutter.__web == "flask" %}
 from {{ cookiecutter.package_name }}.gunicorn_server import THREADS_PER_WORKER
 {%- endif %}
+{%- if cookiecutter.server == "nginx-gunicorn-flask" %}
+from {{ cookiecutter.package_name }}.serve import stalled_reason
+{%- endif %}
 
 from .support import N_FEATURES, PROJECT, SAMPLE_REQUEST, Server, healthy_server, npy
 
@@ -338,6 +341,29 @@ def test_stalled_requests_neither_block_others_nor_stay_open(server: Server) -> 
         for sock in stalled:
             sock.close()
     assert_still_serving(server)
+
+
+{%- if cookiecutter.server == "nginx-gunicorn-flask" %}
+
+
+def test_a_stalled_body_is_closed_without_an_answer_and_logged_as_a_408(server: Server) -> None:
+    """nginx cannot send the 408 a stalled request earns: after MODEL_SERVER_READ_TIMEOUT
+    it closes the connection without an answer, and logs the 408 with its reason."""
+    sock = stall(server.port)
+    started = time.monotonic()
+    try:
+        assert answer_status(sock, started + READ_TIMEOUT + 5) is None
+    finally:
+        sock.close()
+    assert READ_TIMEOUT - 0.5 < time.monotonic() - started < READ_TIMEOUT + 3
+    reason = stalled_reason(READ_TIMEOUT)
+    server.wait_for(
+        lambda: any(line.get("error") == reason for line in server.request_lines()),
+        "the 408's log line",
+    )
+    line = [line for line in server.request_lines() if line.get("error") == reason][-1]
+    assert (line["method"], line["path"], line["status"]) == ("POST", "/invocations", 408)
+{%- endif %}
 
 
 def test_no_request_of_this_module_was_answered_with_a_5xx(server: Server) -> None:

@@ -11,6 +11,9 @@ import errno
 import json
 import os
 import re
+{%- if cookiecutter.server == "nginx-gunicorn-flask" %}
+import resource
+{%- endif %}
 import signal
 import socket
 import subprocess
@@ -26,12 +29,16 @@ import pytest
 
 from {{ cookiecutter.package_name }} import codec, model
 from {{ cookiecutter.package_name }}.environment import Paths
+{%- if cookiecutter.__web == "flask" %}
+from {{ cookiecutter.package_name }}.gunicorn_server import HEADERS_TOO_LARGE, MAX_HEADERS
+{%- endif %}
 from {{ cookiecutter.package_name }}.inference import no_such_path, too_large, wrong_method
 
 from .support import (
     PROJECT,
     SAMPLE_REQUEST,
     STARTUP_SECONDS,
+    STRICT,
     Server,
     free_port,
     healthy_server,
@@ -167,10 +174,21 @@ def test_a_body_over_the_limit_is_the_same_413_on_every_stack(server: Server) ->
     ("head", "status"),
     [
         ("NONSENSE\r\n\r\n", 400),  # no method, path and version
-        ("GET /execution-parameters HTTP/1.1\r\nX-Big: " + "a" * 40_000 + "\r\n\r\n", 400),
+        ("GET /execution-parameters HTTP/1.1\r\nX-Big: " + "a" * 40_000 + "\r\n\r\n", 431),
+        ("GET /ping HTTP/1.1\r\n" + ("X-Many: " + "a" * 8000 + "\r\n") * 5 + "\r\n", 431),
         ("GET /" + "a" * 40_000 + " HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        # nginx's own answers to these are 505 and 501: the client's fault all the same.
+        ("GET /ping HTTP/2.0\r\nHost: x\r\n\r\n", 400),
+        ("POST /invocations HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
     ],
-    ids=["bad-request-line", "header-too-large", "uri-too-long"],
+    ids=[
+        "bad-request-line",
+        "header-too-large",
+        "headers-too-large",
+        "uri-too-long",
+        "http-version",
+        "transfer-encoding",
+    ],
 )
 def test_nginx_refusals_look_like_the_apps_and_are_logged_with_a_reason(
     server: Server, head: str, status: int
@@ -216,6 +234,140 @@ def test_a_slow_starting_gunicorn_is_503_without_a_critical_log_line(
         assert "[crit]" not in server.log.read_text(), server.log.read_text()
     finally:
         assert server.stop()[0] == 0
+
+
+def launched_nginx(run_dirs: Path) -> set[int]:
+    """The nginx processes whose configuration is under ``run_dirs``, and their workers."""
+    masters, parents = set(), {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            command = (proc / "cmdline").read_bytes()
+            parents[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError):
+            continue  # gone
+        if b"nginx" in command and str(run_dirs).encode() in command:
+            masters.add(int(proc.name))
+    return masters | {pid for pid, parent in parents.items() if parent in masters}
+
+
+def test_gunicorn_failing_at_start_stops_nginx_and_the_launcher(
+    serving_dir: Path, tmp_path: Path
+) -> None:
+    """gunicorn dies while nginx is starting: the launcher stops nginx (masters and workers)
+    and exits non-zero within seconds, saying why, rather than leave nginx answering 503.
+
+    nginx acts on no signal that comes before it is ready; here it is slow to start (an
+    nginx first on PATH that ignores the signal for its first second, then is the real one).
+    """
+    (tmp_path / "sitecustomize.py").write_text(
+        "from pathlib import Path\n\n"
+        "if b'unix:' in Path('/proc/self/cmdline').read_bytes():  # gunicorn's process\n"
+        "    raise SystemExit('gunicorn cannot start')\n"
+    )
+    slow = tmp_path / "bin" / "nginx"
+    slow.parent.mkdir()
+    slow.write_text(f"#!/bin/sh\ntrap '' QUIT\nsleep 1\nexec {require_tool('nginx')} \"$@\"\n")
+    slow.chmod(0o755)
+    run_dirs = tmp_path / "tmp"
+    run_dirs.mkdir()
+    server = Server(
+        serving_dir,
+        free_port(),
+        PATH=f"{slow.parent}:{os.environ['PATH']}",
+        PYTHONPATH=str(tmp_path),
+        TMPDIR=str(run_dirs),
+    )
+    try:
+        code = server.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        code = None
+    left = launched_nginx(run_dirs)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    log = server.log.read_text()
+    assert code is not None, f"the launcher kept running:\n{log}"
+    assert code != 0, log
+    assert "gunicorn exited with code 1" in log, log
+    assert left == set(), log
+
+
+KEPT_ALIVE = 2000
+
+
+def test_thousands_of_keep_alive_connections_are_all_served(server: Server) -> None:
+    """Each of 2,000 open keep-alive connections gets its answer, and a second one on the
+    same connection: nginx is sized for what the instance can hold, not 1,024 connections a
+    worker (one worker may be handed most of them)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < KEPT_ALIVE + 100:
+        pytest.skip(f"this process may open {hard} files, fewer than {KEPT_ALIVE} connections")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    request = b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    connections: list[socket.socket] = []
+    try:
+        for _ in range(KEPT_ALIVE):
+            connections.append(socket.create_connection(("127.0.0.1", server.port), timeout=30))
+        for _ in range(2):
+            for sock in connections:
+                sock.sendall(request)
+            answered = 0
+            for sock in connections:
+                response = HTTPResponse(sock)
+                try:
+                    response.begin()
+                    response.read()
+                except OSError:
+                    continue
+                answered += response.status == 200
+            assert answered == KEPT_ALIVE, server.log.read_text()[-3000:]
+    finally:
+        for sock in connections:
+            sock.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert "worker_connections are not enough" not in server.log.read_text()
+{%- endif %}
+{%- if cookiecutter.__web == "flask" %}
+
+
+@pytest.mark.parametrize(
+    ("head", "status", "reason"),
+    [
+        (
+            "GET /ping HTTP/1.1\r\nHost: x\r\n"
+            + "".join(f"X-Header-{i}: {i}\r\n" for i in range(MAX_HEADERS))
+            + "\r\n",
+            431,
+            HEADERS_TOO_LARGE,
+        ),
+        (
+            "POST /invocations HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+            400,
+            None,
+        ),
+    ],
+    ids=["too-many-headers", "transfer-encoding"],
+)
+def test_requests_gunicorn_refuses_are_answered_and_logged_as_the_apps(
+    server: Server, head: str, status: int, reason: str | None
+) -> None:
+    """gunicorn refuses these before the app sees them (more than MAX_HEADERS headers: 431;
+    a Transfer-Encoding it cannot read: 400, not its 501): in the app's shape all the same,
+    and with the app's JSON log line, reason included."""
+    answer_status, headers, body = raw_request(server, head)
+    assert (answer_status, headers["content-type"]) == (status, "text/plain; charset=utf-8")
+    assert body.endswith(b"\n")
+    assert body.count(b"\n") == 1
+    if reason is not None:
+        assert body == f"{reason}\n".encode()
+    reason = body.decode()[:-1]
+    server.wait_for(
+        lambda: any(line.get("error") == reason for line in server.request_lines()),
+        f"a log line with the reason {reason!r}",
+    )
+    line = [line for line in server.request_lines() if line.get("error") == reason][-1]
+    assert (line["status"], line["level"]) == (status, "INFO")
+    assert server.ping() == 200
 {%- endif %}
 
 
@@ -587,6 +739,69 @@ def test_accepted_connections_have_tcp_nodelay(server: Server) -> None:
         assert server_side_nodelay(server.process.pid, connection.sock) not in (None, 0)
     finally:
         connection.close()
+
+
+# Who serves, with setpriv's options to become them.
+UNPRIVILEGED = {
+    # A user with no home and no capability, as `docker run --user 1000:1000` runs one; but
+    # for reading what root's 0700 home hides (where this interpreter may live): it may
+    # write only where any user may.
+    "uid-1000": [
+        "--reuid=1000",
+        "--regid=1000",
+        "--clear-groups",
+        "--inh-caps=-all,+dac_read_search",
+        "--ambient-caps=+dac_read_search",
+        "--bounding-set=-all,+dac_read_search",
+    ],
+    # root without a single capability (`docker run --cap-drop ALL`).
+    "root-without-capabilities": ["--inh-caps=-all", "--bounding-set=-all"],
+}
+
+
+@pytest.mark.parametrize("who", UNPRIVILEGED)
+def test_serving_needs_no_privilege_and_writes_only_to_tmpdir(
+    serving_dir: Path, tmp_path: Path, who: str
+) -> None:
+    """SageMaker Serverless Inference runs containers without capabilities, and an image
+    may be run as any user on a read-only filesystem: the server still serves, and writes
+    nothing but under TMPDIR."""
+    if os.geteuid() != 0:
+        message = "only root can start a process as another user or drop capabilities"
+        if STRICT:
+            pytest.fail(message)
+        pytest.skip(message)
+    setpriv = require_tool("setpriv")
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    tmpdir.chmod(0o1777)
+    started = time.time()
+    server = Server(
+        serving_dir,
+        free_port(),
+        wrapper=[setpriv, *UNPRIVILEGED[who], "--"],
+        HOME="/nonexistent",
+        TMPDIR=str(tmpdir),
+    )
+    try:
+        server.wait_until_healthy(workers=2)
+        status, _, body = server.post_csv()
+        assert status == 200, body
+        assert len(body.splitlines()) == len(SAMPLE_REQUEST.read_text().splitlines())
+{%- if cookiecutter.server == "nginx-gunicorn-flask" %}
+        assert any(tmpdir.iterdir())  # nginx's run directory: what it writes, it writes there
+{%- endif %}
+    finally:
+        assert server.stop()[0] == 0, server.log.read_text()
+    if who == "uid-1000":  # it could have written in these too
+        written = [
+            path
+            for folder in (Path("/tmp"), Path("/dev/shm"), Path("/var/tmp"))
+            if folder.is_dir()
+            for path in folder.iterdir()
+            if path.lstat().st_uid == 1000 and path.lstat().st_mtime >= started
+        ]
+        assert written == []
 
 
 # ---------------------------------------------------------------- make serve-local

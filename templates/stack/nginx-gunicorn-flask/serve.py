@@ -12,8 +12,10 @@ container restarts rather than serving half a stack. Settings come from the envi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -23,24 +25,38 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
+from typing import IO
 
 from . import gunicorn_server
-from .environment import ServerSettings, bind_port, configure_logging
+from .environment import ServerSettings, bind_port, configure_logging, cpu_count
+from .gunicorn_server import HEAD_BYTES, HEAD_LINE_BYTES, HEADERS_TOO_LARGE, LINE_TOO_LONG
 from .inference import no_such_path, too_large
 
 log = logging.getLogger(__name__)
 
 STOP_SECONDS = 28  # SageMaker sends SIGKILL 30 s after SIGTERM.
+# nginx only relays bytes: a few processes are plenty on any instance.
+MAX_NGINX_WORKERS = 4
+# Connections one nginx worker may hold: clients and its connections to gunicorn together.
+# Each costs about 0.5 KiB of nginx's memory, allocated at start: 16,384 is 8 MiB a worker.
+# The kernel hands a new connection to any worker, so one may get most of them: each is sized
+# for the whole load.
+MAX_WORKER_CONNECTIONS = 16_384
+# File descriptors nginx keeps for itself beyond its connections (logs, listening socket).
+RESERVED_FILES = 64
+# The kernel's queue of connections not yet accepted (as the other stacks').
+BACKLOG = 2048
 
 # %-placeholders only: nginx itself uses $ and braces.
 NGINX_CONF = """\
-worker_processes auto;
+%(user)sworker_processes %(workers)d;
+worker_rlimit_nofile %(open_files)d;
 daemon off;
 pid %(run_dir)s/nginx.pid;
 error_log stderr warn;
 
 events {
-    worker_connections 1024;
+    worker_connections %(connections)d;
 }
 
 http {
@@ -50,11 +66,21 @@ http {
         ~^4..:$ 1;
         default 0;
     }
-    map $status $reason {
-        404 "%(not_found)s";
-        408 "%(stalled)s";  # sent to no one: nginx closes the connection
-        413 "%(too_large)s";
-        414 "%(uri_too_long)s";
+    # The reason of an error page is its location's (error_page changes some statuses);
+    # without one, the status's.
+    map $uri $reason {
+        /_error/404 "%(not_found)s";
+        /_error/413 "%(too_large)s";
+        /_error/414 "%(uri_too_long)s";
+        /_error/431 "%(headers_too_large)s";
+        /_error/501 "%(bad_transfer_encoding)s";
+        /_error/505 "%(bad_version)s";
+        default $status_reason;
+    }
+    map $status $status_reason {
+        # Sent to no one: after client_header_timeout or client_body_timeout nginx closes
+        # the connection without an answer (it has no way to send one), and logs this.
+        408 "%(stalled)s";
         default "%(bad_request)s";
     }
     map $time_iso8601 $utc_seconds {
@@ -84,6 +110,8 @@ http {
         '"level": "INFO", "method": "$request_verb", "path": "$request_path", "status": $status, '
         '"latency_ms": $latency_ms, "bytes_in": $bytes_in, "bytes_out": $body_bytes_sent, '
         '"content_type": "$content_type", "accept": "$http_accept", "error": "$reason"}';
+    # (/dev/stderr is opened anew, which a user other than its owner may not: a pipe of the
+    # launcher's own, which relays it.)
     access_log /dev/stderr refused if=$refused_here;
     client_body_temp_path %(run_dir)s/client_body;
     proxy_temp_path %(run_dir)s/proxy;
@@ -92,7 +120,11 @@ http {
     scgi_temp_path %(run_dir)s/scgi;
     client_max_body_size %(max_body)d;
     client_body_buffer_size 1m;
-    # A client silent this long mid-request (or not reading its answer) is dropped (408).
+    # The request line and each header line in one buffer, the whole head in 4; beyond, a
+    # 414 (the line) or a 431 (the headers: nginx's 494). gunicorn counts the headers.
+    large_client_header_buffers %(head_buffers)d %(head_line_bytes)d;
+    # A client silent this long mid-request (or not reading its answer) is dropped: the
+    # connection closed without an answer, logged as a 408 with the reason.
     client_header_timeout %(client_timeout)ds;
     client_body_timeout %(client_timeout)ds;
     send_timeout %(client_timeout)ds;
@@ -104,13 +136,17 @@ http {
     }
 
     server {
-        listen %(port)d deferred;
+        listen %(port)d deferred backlog=%(backlog)d;
         # nginx's own answers have the app's error shape: the reason, one line of text.
         # (Locations with a URI: a bad request line has none to go to a named location.)
-        error_page 400 494 /_error/400;
+        error_page 400 /_error/400;
         error_page 404 /_error/404;
         error_page 413 /_error/413;
         error_page 414 /_error/414;
+        error_page 494 =431 /_error/431;
+        # The client's faults nginx would answer with a 5xx: a 400 with the reason.
+        error_page 501 =400 /_error/501;
+        error_page 505 =400 /_error/505;
         error_page 500 /_error/500;
         # gunicorn not listening yet (starting) or any more: unavailable, not a bad gateway.
         error_page 502 503 =503 /_error/503;
@@ -153,6 +189,18 @@ http {
                 internal;
                 return 414 "%(uri_too_long)s\n";
             }
+            location = /_error/431 {
+                internal;
+                return 431 "%(headers_too_large)s\n";
+            }
+            location = /_error/501 {
+                internal;
+                return 400 "%(bad_transfer_encoding)s\n";
+            }
+            location = /_error/505 {
+                internal;
+                return 400 "%(bad_version)s\n";
+            }
             location = /_error/500 {
                 internal;
                 return 500 "%(internal_error)s\n";
@@ -182,11 +230,49 @@ def nginx_binary() -> str:
     return found
 
 
+def open_files_limit() -> int:
+    """The most files this process (and nginx and gunicorn after it) may open: the soft limit
+    raised to the hard one, which needs no privilege."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def user_directive() -> str:
+    """nginx's ``user`` line. nginx started by root makes its temporary directories its
+    workers' (chown) and switches them to that user (setuid), which root stripped of its
+    capabilities may not do: then its workers stay root, as everything else here is (each
+    logs that it could not set its groups, an [emerg] line nginx goes on after). Any other
+    user runs nginx as itself, with no line."""
+    if os.geteuid() != 0:
+        return ""
+    chown_setgid_setuid = (1 << 0) | (1 << 6) | (1 << 7)
+    status = Path("/proc/self/status").read_text().splitlines()
+    effective = int(next(line for line in status if line.startswith("CapEff:"))[7:], 16)
+    if effective & chown_setgid_setuid == chown_setgid_setuid:
+        return ""  # nginx's own default: the workers run as nobody
+    return "user root root;\n"
+
+
+def stalled_reason(seconds: int) -> str:
+    """The reason nginx logs for a request it dropped after ``seconds`` of silence."""
+    return f"the request (head or body) stalled for {seconds} s: closed without an answer"
+
+
 def write_nginx_conf(run_dir: Path, socket: Path, settings: ServerSettings) -> Path:
     conf = run_dir / "nginx.conf"
+    open_files = open_files_limit()
     conf.write_text(
         NGINX_CONF
         % {
+            "user": user_directive(),
+            "workers": min(cpu_count(), MAX_NGINX_WORKERS),
+            "open_files": open_files,
+            "connections": min(MAX_WORKER_CONNECTIONS, open_files - RESERVED_FILES),
+            "backlog": BACKLOG,
+            "head_buffers": HEAD_BYTES // HEAD_LINE_BYTES,
+            "head_line_bytes": HEAD_LINE_BYTES,
             "run_dir": run_dir,
             "socket": socket,
             "port": settings.port,
@@ -195,9 +281,13 @@ def write_nginx_conf(run_dir: Path, socket: Path, settings: ServerSettings) -> P
             "client_timeout": settings.read_timeout,
             "bad_request": "nginx could not read the request (its line, a header, or its body)",
             "not_found": no_such_path("$request_path"),
-            "stalled": f"the request (head or body) stalled for {settings.read_timeout} s",
+            "stalled": stalled_reason(settings.read_timeout),
             "too_large": too_large(settings.max_payload_bytes),
-            "uri_too_long": "the request line is too long",
+            "uri_too_long": LINE_TOO_LONG,
+            "headers_too_large": HEADERS_TOO_LARGE,
+            "bad_transfer_encoding": "the request's Transfer-Encoding is not supported "
+            "(only chunked)",
+            "bad_version": "the request's HTTP version is not supported (HTTP/1.0 and 1.1 are)",
             "internal_error": "nginx failed to handle the request (see its error log)",
             "unavailable": "the model server is starting or stopping",
             "no_answer": f"gunicorn did not answer within {settings.backstop_timeout} s",
@@ -206,18 +296,33 @@ def write_nginx_conf(run_dir: Path, socket: Path, settings: ServerSettings) -> P
     return conf
 
 
-def _stop_all(nginx: subprocess.Popen[bytes], gunicorn: subprocess.Popen[bytes]) -> None:
+def relay_to_stderr(source: IO[bytes]) -> None:
+    """Copy what nginx writes to this process's stderr, as it comes, until nginx is gone."""
+    while chunk := os.read(source.fileno(), 65536):
+        os.write(sys.stderr.fileno(), chunk)
+
+
+def _stop(process: subprocess.Popen[bytes], signum: int, deadline: float) -> None:
+    """Send ``signum`` until ``process`` exits (nginx acts on no signal that comes before its
+    master loop, so a stop just after its start would be lost), then its whole process group
+    SIGKILL at ``deadline``: nginx's workers outlive a killed master."""
+    while process.poll() is None:
+        if time.monotonic() >= deadline:
+            os.killpg(process.pid, signal.SIGKILL)
+            break
+        process.send_signal(signum)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=min(0.5, max(deadline - time.monotonic(), 0.01)))
+    process.wait()
+
+
+def _stop_all(nginx: subprocess.Popen[bytes], gunicorn: subprocess.Popen[bytes] | None) -> None:
     """nginx first (SIGQUIT: it stops listening and finishes its requests, which still need
     gunicorn), then gunicorn (SIGTERM: graceful); SIGKILL whatever outlives the deadline."""
     deadline = time.monotonic() + STOP_SECONDS
-    for process, signum in ((nginx, signal.SIGQUIT), (gunicorn, signal.SIGTERM)):
-        if process.poll() is None:
-            process.send_signal(signum)
-        try:
-            process.wait(timeout=max(deadline - time.monotonic(), 0.1))
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    _stop(nginx, signal.SIGQUIT, deadline)
+    if gunicorn is not None:
+        _stop(gunicorn, signal.SIGTERM, deadline)
 
 
 def main() -> int:
@@ -226,6 +331,7 @@ def main() -> int:
     # nginx binds the port: see first that it is free, or say which one is taken and how to
     # pick another, before anything is started (nginx would retry for 2 s, then exit).
     bind_port(settings.port).close()
+    nginx_command = [nginx_binary(), "-e", "stderr", "-c"]
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -239,24 +345,33 @@ def main() -> int:
     run_dir.chmod(0o755)  # nginx workers drop root: they need to reach the socket.
     socket = run_dir / "gunicorn.sock"
     conf = write_nginx_conf(run_dir, socket, settings)
+    gunicorn = None
+    # Each in a process group of its own, which a stop can kill whole.
+    nginx = subprocess.Popen(
+        [*nginx_command, str(conf)], stderr=subprocess.PIPE, start_new_session=True
+    )
+    relay = threading.Thread(target=relay_to_stderr, args=(nginx.stderr,), daemon=True)
+    relay.start()
     try:
-        nginx = subprocess.Popen([nginx_binary(), "-e", "stderr", "-c", str(conf)])
         gunicorn = subprocess.Popen(
             [sys.executable, "-m", f"{__package__}.serve", f"unix:{socket}"],
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True,
         )
         while not stop.wait(0.2):
-            if nginx.poll() is not None or gunicorn.poll() is not None:
-                log.error(
-                    "nginx exited with %s, gunicorn with %s: stopping",
-                    nginx.poll(),
-                    gunicorn.poll(),
-                )
-                break
-        _stop_all(nginx, gunicorn)
+            for name, process in (("nginx", nginx), ("gunicorn", gunicorn)):
+                if process.poll() is not None:
+                    log.error(
+                        "%s exited with code %s (its log is above): stopping the server",
+                        name,
+                        process.returncode,
+                    )
+                    return 1
+        return 0
     finally:
+        _stop_all(nginx, gunicorn)
+        relay.join(timeout=1)
         shutil.rmtree(run_dir, ignore_errors=True)
-    return 0 if stop.is_set() else 1
 
 
 def run_gunicorn(bind: str) -> int:

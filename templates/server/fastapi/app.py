@@ -1,8 +1,9 @@
 """The HTTP app (FastAPI): ``GET /ping``, ``POST /invocations``, ``GET /execution-parameters``.
 
 It only moves bytes and headers: decoding, prediction and encoding live in
-``inference.py``, shared by every server stack. Predictions run in a thread pool, so
-``/ping`` answers at once even while a large batch is being scored. ``openapi.json`` at the
+``inference.py``, shared by every server stack. Predictions run in a thread, one at a time
+per worker (``PREDICTIONS_AT_ONCE``), so ``/ping`` answers at once even while a large batch
+is being scored and others wait their turn. ``openapi.json`` at the
 project root documents the endpoints (FastAPI's generated docs are off: that file is the one
 description, and the tests hold the app to it). Each request is logged as one JSON line.
 """
@@ -17,9 +18,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -38,6 +39,16 @@ from .inference import (
 
 # What asyncio.wait_for raises on timeout: the builtin from Python 3.11, its own class before.
 TIMED_OUT = (TimeoutError, asyncio.TimeoutError)
+
+# Predictions one worker runs at once. Its Python code runs one thread at a time (the GIL),
+# and the model's own threads already use the worker's share of the CPUs, so a second
+# prediction gains nothing; and not every library may be called from several threads at once:
+# scikit-learn's Parallel saves, empties and restores the process-wide warning filters around
+# each tree (``warnings.catch_warnings`` is not thread-safe), and concurrent predictions undid
+# each other's, logging its "delayed should be used with Parallel" warning dozens of times per
+# request. Requests beyond it wait in the event loop, not in a thread, and one whose timeout
+# passes while it waits is never run.
+PREDICTIONS_AT_ONCE = 1
 
 
 class PayloadTooLarge(InvocationError):
@@ -155,6 +166,7 @@ def create_app(
         service.start_serving(settings.timeout)
         yield
 
+    predicting = anyio.CapacityLimiter(PREDICTIONS_AT_ONCE)
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.model_service = service
     app.add_middleware(RequestLog)
@@ -186,12 +198,13 @@ def create_app(
             return error_response(request, exc.reason, exc.status, {"Connection": "close"})
         try:
             answer = await asyncio.wait_for(
-                run_in_threadpool(
+                anyio.to_thread.run_sync(
                     service.invoke,
                     body,
                     request.headers.get("content-type"),
                     request.headers.get("accept"),
                     request.headers.get(CUSTOM_ATTRIBUTES_HEADER),
+                    limiter=predicting,
                 ),
                 timeout=settings.timeout,
             )

@@ -10,12 +10,18 @@ slow-loris clients that send half a request and stall.
 
 from __future__ import annotations
 
+{% if cookiecutter.__web == "fastapi" -%}
+import contextlib
+{% endif -%}
 import json
 {%- if cookiecutter.server == "flask-gunicorn" %}
 import math
 {%- endif %}
 import select
 import socket
+{%- if cookiecutter.__web == "fastapi" %}
+import threading
+{%- endif %}
 import time
 from collections.abc import Iterator
 from http.client import HTTPConnection, HTTPResponse
@@ -341,6 +347,77 @@ def test_stalled_requests_neither_block_others_nor_stay_open(server: Server) -> 
         for sock in stalled:
             sock.close()
     assert_still_serving(server)
+
+{%- if cookiecutter.__web == "fastapi" %}
+
+
+def head_answer(port: int, head: bytes, deadline_seconds: float = 30) -> tuple[int | None, bytes]:
+    """Send ``head`` (sent whole, as fast as the server takes it) and read the answer: its
+    status and body; (None, b"") if the server closed the connection without one."""
+    with socket.create_connection(("127.0.0.1", port), timeout=deadline_seconds) as sock:
+        # Refused while it was still sending: the answer may be there to read.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(head)
+        response = HTTPResponse(sock)
+        try:
+            response.begin()
+        except ConnectionResetError:  # http.client.RemoteDisconnected too
+            return None, b""
+        return response.status, response.read()
+
+
+def refusal_logged(server: Server, status: int, reason: bytes) -> bool:
+    time.sleep(0.2)  # the worker writes the line after the answer
+    return any(
+        line["status"] == status and line.get("error") == reason.decode().strip()
+        for line in server.request_lines()
+    )
+
+
+def test_too_many_headers_are_431_with_a_reason(server: Server) -> None:
+    """10,000 headers were read whole: a request may have a hundred."""
+    headers = b"".join(b"X-Field-%d: value\r\n" % i for i in range(10_000))
+    head = request_head(server.port, len(GOOD_ROW))
+    head = head.replace(b"\r\n\r\n", b"\r\n" + headers + b"\r\n")
+    status, reason = head_answer(server.port, head + GOOD_ROW)
+    assert status == 431
+    assert b"headers" in reason
+    assert refusal_logged(server, 431, reason)
+    assert_still_serving(server)
+
+
+def test_a_huge_header_value_is_431_and_ping_stays_fast_meanwhile(server: Server) -> None:
+    """One 32 MB header value, sent as fast as possible: parsing it cost a worker CPU time
+    that grew with the square of its size (19 s for 128 MB), with /ping waiting behind it;
+    the head is refused once it passes its limit, before the rest is read."""
+    value = b"a" * (32 * 1024 * 1024)
+    head = b"POST /invocations HTTP/1.1\r\nHost: x\r\nX-Big: " + value + b"\r\n\r\n"
+    answers: list[tuple[int | None, bytes]] = []
+    sender = threading.Thread(target=lambda: answers.append(head_answer(server.port, head)))
+    sender.start()
+    pings = [server.ping() for _ in range(5)]
+    sender.join(timeout=60)
+    assert pings == [200] * 5
+    # None: the server closed the connection while the client was still sending.
+    assert [status for status, _ in answers] in ([431], [None])
+    time.sleep(0.2)
+    assert any(line["status"] == 431 for line in server.request_lines())
+    assert_still_serving(server)
+
+
+HALF_A_HEAD = b"POST /invocations HTTP/1.1\r\nHost: x\r\n"
+
+
+@pytest.mark.parametrize("sent", [b"", HALF_A_HEAD], ids=["nothing", "half a head"])
+def test_a_silent_head_is_408_at_the_read_timeout(server: Server, sent: bytes) -> None:
+    """A connection silent before or in its headers was kept open for ever: the read timeout
+    covers the head as it covers the body, with a 408 logged."""
+    started = time.monotonic()
+    status, reason = head_answer(server.port, sent, deadline_seconds=READ_TIMEOUT + 10)
+    assert status == 408
+    assert time.monotonic() - started >= READ_TIMEOUT
+    assert refusal_logged(server, 408, reason)
+{%- endif %}
 
 
 {%- if cookiecutter.server == "nginx-gunicorn-flask" %}

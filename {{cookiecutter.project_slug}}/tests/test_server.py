@@ -423,6 +423,47 @@ def test_ping_answers_within_2_s_under_full_load(server: Server) -> None:
     assert {status for status, _ in pings} == {200}, pings
     assert max(seconds for _, seconds in pings) < 2.0, pings
 
+{%- if cookiecutter.__web == "fastapi" %}
+
+
+CONCURRENT_CLIENTS = 32
+REQUESTS_PER_CLIENT = 10
+# Python switches threads every 5 ms; every 10 us, thread races that are rare become frequent.
+SWITCH_OFTEN = "import sys\n\nsys.setswitchinterval(1e-5)\n"
+
+
+def test_concurrent_predictions_log_no_line_over_and_over(
+    serving_dir: Path, tmp_path: Path
+) -> None:
+    """32 clients at once on two workers: each request is its one JSON line, and no other
+    line is logged again and again. Several predictions at once in one worker made
+    scikit-learn's Parallel log a UserWarning about 35 times per request: each saves, empties
+    and restores the process-wide warning filters (``warnings.catch_warnings`` is not
+    thread-safe), and once two had crossed the worker had none left. A worker runs one
+    prediction at a time; threads switching every 10 us here make any crossing certain."""
+    (tmp_path / "sitecustomize.py").write_text(SWITCH_OFTEN)
+    with healthy_server(serving_dir, PYTHONPATH=str(tmp_path)) as server:
+        before = len(server.log.read_text().splitlines())
+        statuses: list[int] = []
+
+        def client() -> None:
+            for _ in range(REQUESTS_PER_CLIENT):
+                statuses.append(server.post_csv()[0])
+
+        clients = [threading.Thread(target=client) for _ in range(CONCURRENT_CLIENTS)]
+        for thread in clients:
+            thread.start()
+        for thread in clients:
+            thread.join(timeout=120)
+        lines = server.log.read_text().splitlines()[before:]
+    assert statuses == [200] * REQUESTS_PER_CLIENT * CONCURRENT_CLIENTS
+    assert len([line for line in lines if line.startswith("{")]) == len(statuses)
+    others = [line for line in lines if not line.startswith("{")]
+    repeated = sorted({line for line in others if others.count(line) > 1})
+    assert not repeated, repeated
+    assert len(others) < len(statuses), others
+{%- endif %}
+
 
 def test_sigterm_lets_an_in_flight_request_finish(serving_dir: Path) -> None:
     server = Server(serving_dir, free_port(), SAGEMAKER_MODEL_SERVER_WORKERS="1")

@@ -1,8 +1,9 @@
 """The HTTP app (FastAPI): ``GET /ping``, ``POST /invocations``, ``GET /execution-parameters``.
 
 It only moves bytes and headers: decoding, prediction and encoding live in
-``inference.py``, shared by every server stack. Predictions run in a thread pool, so
-``/ping`` answers at once even while a large batch is being scored. ``openapi.json`` at the
+``inference.py``, shared by every server stack. Predictions run in a thread, one at a time
+per worker (``PREDICTIONS_AT_ONCE``), so ``/ping`` answers at once even while a large batch
+is being scored and others wait their turn. ``openapi.json`` at the
 project root documents the endpoints (FastAPI's generated docs are off: that file is the one
 description, and the tests hold the app to it). Each request is logged as one JSON line.
 """
@@ -14,15 +15,17 @@ import time
 import traceback
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from typing import Any
 
 import anyio
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from . import access_log
 from .environment import Paths, ServerSettings
@@ -38,6 +41,16 @@ from .inference import (
 
 # What asyncio.wait_for raises on timeout: the builtin from Python 3.11, its own class before.
 TIMED_OUT = (TimeoutError, asyncio.TimeoutError)
+
+# Predictions one worker runs at once. Its Python code runs one thread at a time (the GIL),
+# and the model's own threads already use the worker's share of the CPUs, so a second
+# prediction gains nothing; and not every library may be called from several threads at once:
+# scikit-learn's Parallel saves, empties and restores the process-wide warning filters around
+# each tree (``warnings.catch_warnings`` is not thread-safe), and concurrent predictions undid
+# each other's, logging its "delayed should be used with Parallel" warning dozens of times per
+# request. Requests beyond it wait in the event loop, not in a thread, and one whose timeout
+# passes while it waits is never run.
+PREDICTIONS_AT_ONCE = 1
 
 
 class PayloadTooLarge(InvocationError):
@@ -144,6 +157,118 @@ class RequestLog:
             )
 
 
+# What a request's head (request line and headers) may hold. httptools has no limits of its
+# own, and its cost grows with the square of a header's size (each piece is appended to the
+# value so far): one 128 MB value cost a worker 19 s of CPU. Far beyond what SageMaker sends.
+MAX_HEAD_BYTES = 64 * 1024
+MAX_HEADERS = 100
+
+
+class HeadRefused(Exception):
+    """Raised from a parser callback to stop httptools at once."""
+
+
+class LimitedHttpToolsProtocol(HttpToolsProtocol):  # type: ignore[misc]
+    """uvicorn's httptools protocol with limits on a request's head: more than
+    ``MAX_HEADERS`` headers or ``MAX_HEAD_BYTES`` bytes is a 431, and a head that stops
+    arriving (or never starts, on a new connection) for ``MODEL_SERVER_READ_TIMEOUT`` s a
+    408, each answered with its reason, logged as the app logs a request, and the connection
+    closed. The bytes are counted before httptools sees them, so an oversized head costs no
+    more than its limit. ``serve.py`` names this class as uvicorn's ``http``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.read_timeout = ServerSettings.from_env().read_timeout
+        self.head_bytes = 0
+        self.header_count = 0
+        self.reading_head = True
+        self.refused = False
+        self.head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.head_timer = self.loop.call_later(self.read_timeout, self.head_timed_out)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.stop_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if not self.reading_head:
+            super().data_received(data)
+            return
+        if self.head_timer is None:  # the first bytes of a keep-alive connection's next request
+            self.head_timer = self.loop.call_later(self.read_timeout, self.head_timed_out)
+        room = MAX_HEAD_BYTES - self.head_bytes
+        self.head_bytes += min(len(data), room)
+        super().data_received(data[:room])
+        if self.transport.is_closing():
+            return
+        if self.reading_head and self.head_bytes >= MAX_HEAD_BYTES:
+            self.refuse(431, f"the request head is larger than the {MAX_HEAD_BYTES} byte limit")
+        elif len(data) > room:
+            super().data_received(data[room:])
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.header_count += 1
+        if self.header_count > MAX_HEADERS:
+            self.refuse(431, f"a request may have {MAX_HEADERS} headers at most")
+            raise HeadRefused
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self.reading_head = False
+        self.stop_head_timer()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self.reading_head = True  # the next request's head, on a keep-alive connection
+        self.head_bytes = self.header_count = 0
+
+    def send_400_response(self, msg: str) -> None:
+        if not self.refused:  # else the parser stopped at HeadRefused, answered already
+            super().send_400_response(msg)
+
+    def stop_head_timer(self) -> None:
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+            self.head_timer = None
+
+    def head_timed_out(self) -> None:
+        self.head_timer = None
+        if self.reading_head and not self.transport.is_closing():
+            self.refuse(408, f"the request head stopped arriving for {self.read_timeout} s")
+
+    def refuse(self, status: int, reason: str) -> None:
+        """Answer ``status`` with ``reason`` as the app answers errors, log it as the app
+        logs a request, and close the connection."""
+        self.refused = True
+        self.stop_head_timer()
+        body = (reason + "\n").encode()
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s"
+            % (status, HTTPStatus(status).phrase.encode(), len(body), body)
+        )
+        self.transport.close()
+        scope = getattr(self, "scope", None) or {}  # both set once a request begins
+        url = getattr(self, "url", b"")
+        access_log.write(
+            access_log.RequestRecord(
+                method=scope.get("method", ""),
+                path=url[:200].decode("latin-1"),
+                status=status,
+                latency_ms=0.0,
+                bytes_in=self.head_bytes,
+                bytes_out=len(body),
+                content_type="",
+                accept="",
+                error=reason,
+            )
+        )
+
+
 def create_app(
     service: ModelService | None = None, settings: ServerSettings | None = None
 ) -> FastAPI:
@@ -155,6 +280,7 @@ def create_app(
         service.start_serving(settings.timeout)
         yield
 
+    predicting = anyio.CapacityLimiter(PREDICTIONS_AT_ONCE)
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.model_service = service
     app.add_middleware(RequestLog)
@@ -186,12 +312,13 @@ def create_app(
             return error_response(request, exc.reason, exc.status, {"Connection": "close"})
         try:
             answer = await asyncio.wait_for(
-                run_in_threadpool(
+                anyio.to_thread.run_sync(
                     service.invoke,
                     body,
                     request.headers.get("content-type"),
                     request.headers.get("accept"),
                     request.headers.get(CUSTOM_ATTRIBUTES_HEADER),
+                    limiter=predicting,
                 ),
                 timeout=settings.timeout,
             )

@@ -80,7 +80,8 @@ def main() -> int:
         f"{__package__}.app:app",
         workers=settings.workers,
         loop="uvloop",
-        http="httptools",
+        # httptools, with limits on a request's head (uvicorn sets none).
+        http=f"{__package__}.app:LimitedHttpToolsProtocol",
         backlog=BACKLOG,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,

@@ -578,9 +578,7 @@ def test_each_request_is_one_json_line_in_the_server_log(server: Server) -> None
     assert lines[0]["bytes_out"] == len(b"setosa\n") * 3
     # Health checks are logged at DEBUG; a refused /ping (a 4xx, with its reason) is not one.
     health_checks = [
-        line
-        for line in server.request_lines()
-        if line["path"] == "/ping" and line["status"] < 400
+        line for line in server.request_lines() if line["path"] == "/ping" and line["status"] < 400
     ]
     assert not health_checks
     access_log_line = re.compile(r'"POST /invocations HTTP/1\.1" \d{3}')  # uvicorn, gunicorn

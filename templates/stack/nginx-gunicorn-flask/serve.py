@@ -69,12 +69,7 @@ http {
     # The reason of an error page is its location's (error_page changes some statuses);
     # without one, the status's.
     map $uri $reason {
-        /_error/404 "%(not_found)s";
-        /_error/413 "%(too_large)s";
-        /_error/414 "%(uri_too_long)s";
-        /_error/431 "%(headers_too_large)s";
-        /_error/501 "%(bad_transfer_encoding)s";
-        /_error/505 "%(bad_version)s";
+%(error_reasons)s
         default $status_reason;
     }
     map $status $status_reason {
@@ -139,18 +134,7 @@ http {
         listen %(port)d deferred backlog=%(backlog)d;
         # nginx's own answers have the app's error shape: the reason, one line of text.
         # (Locations with a URI: a bad request line has none to go to a named location.)
-        error_page 400 /_error/400;
-        error_page 404 /_error/404;
-        error_page 413 /_error/413;
-        error_page 414 /_error/414;
-        error_page 494 =431 /_error/431;
-        # The client's faults nginx would answer with a 5xx: a 400 with the reason.
-        error_page 501 =400 /_error/501;
-        error_page 505 =400 /_error/505;
-        error_page 500 /_error/500;
-        # gunicorn not listening yet (starting) or any more: unavailable, not a bad gateway.
-        error_page 502 503 =503 /_error/503;
-        error_page 504 /_error/504;
+%(error_pages)s
 
         location ~ ^/(ping|invocations|execution-parameters)$ {
             # Until gunicorn has made its socket, it is starting: 503, without the [crit]
@@ -173,46 +157,7 @@ http {
             default_type text/plain;
             charset utf-8;
 
-            location = /_error/400 {
-                internal;
-                return 400 "%(bad_request)s\n";
-            }
-            location = /_error/404 {
-                internal;
-                return 404 "%(not_found)s\n";
-            }
-            location = /_error/413 {
-                internal;
-                return 413 "%(too_large)s\n";
-            }
-            location = /_error/414 {
-                internal;
-                return 414 "%(uri_too_long)s\n";
-            }
-            location = /_error/431 {
-                internal;
-                return 431 "%(headers_too_large)s\n";
-            }
-            location = /_error/501 {
-                internal;
-                return 400 "%(bad_transfer_encoding)s\n";
-            }
-            location = /_error/505 {
-                internal;
-                return 400 "%(bad_version)s\n";
-            }
-            location = /_error/500 {
-                internal;
-                return 500 "%(internal_error)s\n";
-            }
-            location = /_error/503 {
-                internal;
-                return 503 "%(unavailable)s\n";
-            }
-            location = /_error/504 {
-                internal;
-                return 504 "%(no_answer)s\n";
-            }
+%(error_locations)s
         }
 
         location / {
@@ -260,6 +205,53 @@ def stalled_reason(seconds: int) -> str:
     return f"the request (head or body) stalled for {seconds} s: closed without an answer"
 
 
+BAD_REQUEST = "nginx could not read the request (its line, a header, or its body)"
+
+
+def error_pages(settings: ServerSettings) -> dict[str, str]:
+    """nginx's own answers in the app's error shape (the reason, one line of text), as the
+    config's ``error_page`` lines, their locations, and the reason each one logs.
+
+    Each page is at a location with a URI: a bad request line has none to go to a named one.
+    """
+    pages = [  # nginx's statuses, what the client gets, the reason
+        ((400,), 400, BAD_REQUEST),
+        ((404,), 404, no_such_path("$request_path")),
+        ((413,), 413, too_large(settings.max_payload_bytes)),
+        ((414,), 414, LINE_TOO_LONG),
+        ((494,), 431, HEADERS_TOO_LARGE),
+        # The client's faults nginx would answer with a 5xx: a 400 with the reason.
+        ((501,), 400, "the request's Transfer-Encoding is not supported (only chunked)"),
+        ((505,), 400, "the request's HTTP version is not supported (HTTP/1.0 and 1.1 are)"),
+        ((500,), 500, "nginx failed to handle the request (see its error log)"),
+        # gunicorn not listening yet (starting) or any more: unavailable, not a bad gateway.
+        ((502, 503), 503, "the model server is starting or stopping"),
+        ((504,), 504, f"gunicorn did not answer within {settings.backstop_timeout} s"),
+    ]
+    directives, reasons, locations = [], [], []
+    for statuses, answer, reason in pages:
+        uri = f"/_error/{statuses[0]}"
+        changed = "" if statuses == (answer,) else f"={answer} "
+        directives.append(f"error_page {' '.join(map(str, statuses))} {changed}{uri};")
+        reasons.append(f'{uri} "{reason}";')
+        block = [
+            f"location = {uri} " + "{",
+            "    internal;",
+            f'    return {answer} "{reason}\\n";',
+            "}",
+        ]
+        locations.append("\n".join(block))
+    return {
+        "error_pages": _indented(directives, 8),
+        "error_reasons": _indented(reasons, 8),
+        "error_locations": _indented(locations, 12),
+    }
+
+
+def _indented(blocks: list[str], spaces: int) -> str:
+    return "\n".join(" " * spaces + line for block in blocks for line in block.splitlines())
+
+
 def write_nginx_conf(run_dir: Path, socket: Path, settings: ServerSettings) -> Path:
     conf = run_dir / "nginx.conf"
     open_files = open_files_limit()
@@ -279,18 +271,9 @@ def write_nginx_conf(run_dir: Path, socket: Path, settings: ServerSettings) -> P
             "max_body": settings.max_payload_bytes,
             "read_timeout": settings.backstop_timeout,
             "client_timeout": settings.read_timeout,
-            "bad_request": "nginx could not read the request (its line, a header, or its body)",
-            "not_found": no_such_path("$request_path"),
+            "bad_request": BAD_REQUEST,
             "stalled": stalled_reason(settings.read_timeout),
-            "too_large": too_large(settings.max_payload_bytes),
-            "uri_too_long": LINE_TOO_LONG,
-            "headers_too_large": HEADERS_TOO_LARGE,
-            "bad_transfer_encoding": "the request's Transfer-Encoding is not supported "
-            "(only chunked)",
-            "bad_version": "the request's HTTP version is not supported (HTTP/1.0 and 1.1 are)",
-            "internal_error": "nginx failed to handle the request (see its error log)",
-            "unavailable": "the model server is starting or stopping",
-            "no_answer": f"gunicorn did not answer within {settings.backstop_timeout} s",
+            **error_pages(settings),
         }
     )
     return conf

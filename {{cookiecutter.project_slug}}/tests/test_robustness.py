@@ -443,6 +443,47 @@ def test_a_stalled_body_is_closed_without_an_answer_and_logged_as_a_408(server: 
 {%- endif %}
 
 
+# Clients that each send all but 1 KB of the largest body allowed, then stall: 60 held
+# 290 MiB of a worker before.
+STALLED_UPLOADS = 60
+UPLOAD_BYTES = 6 * 2**20 - 1024
+# How far the workers' RSS may stay above where it was once those clients are gone.
+RSS_MARGIN_MIB = 64
+
+
+def workers_rss_mib(server: Server) -> int:
+    total = 0
+    for pid in server.worker_pids():
+        status = Path(f"/proc/{pid}/status").read_text()
+        total += int(status.split("VmRSS:")[1].split()[0])
+    return total // 1024
+
+
+def test_memory_held_by_stalled_uploads_is_given_back(server: Server) -> None:
+    """Memory a connection held is the system's again once it is gone: glibc's rising mmap
+    threshold kept 6 MB bodies in its heap, and 60 stalled uploads left a worker 290 MiB
+    larger after they had closed (``environment.give_back_large_blocks``)."""
+    before = workers_rss_mib(server)
+    head = (
+        "POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/csv\r\n"
+        f"Content-Length: {UPLOAD_BYTES + 1024}\r\n\r\n"
+    ).encode()
+    body = GOOD_ROW * (UPLOAD_BYTES // len(GOOD_ROW))
+    uploads = []
+    for _ in range(STALLED_UPLOADS):
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+        sock.sendall(head + body)
+        uploads.append(sock)
+    time.sleep(1)  # taken in
+    for sock in uploads:
+        sock.close()
+    deadline = time.monotonic() + READ_TIMEOUT + 15
+    while (after := workers_rss_mib(server)) > before + RSS_MARGIN_MIB:
+        assert time.monotonic() < deadline, f"worker RSS {before} MiB before, {after} after"
+        time.sleep(0.5)
+    assert_still_serving(server)
+
+
 def test_no_request_of_this_module_was_answered_with_a_5xx(server: Server) -> None:
     """The server's own request log, which also holds the answers no client read."""
     time.sleep(0.5)  # the workers write each line after the answer

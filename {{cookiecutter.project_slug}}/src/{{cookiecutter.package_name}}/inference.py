@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from . import codec
-from .environment import METADATA_FILE
+from .environment import METADATA_FILE, give_back_large_blocks
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,9 @@ class ModelService:
 
     def start_serving(self, timeout: float) -> None:
         """What a server worker calls once: load the model in the background, and end the
-        worker if a prediction gets stuck (``watch_for_stuck_predictions``)."""
+        worker if a prediction gets stuck (``watch_for_stuck_predictions``), and give the
+        memory of large request bodies back once they are freed."""
+        give_back_large_blocks()
         self.start_loading()
         watch_for_stuck_predictions(self, timeout)
 

@@ -63,6 +63,7 @@ import json
 import logging
 import math
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -80,6 +81,11 @@ from .job import Job
 # logging without its INFO lines (warnings and errors still show). The environment wins.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+# Keras keeps its settings in ~/.keras, or in /tmp/.keras for a user whose home it cannot
+# write (a serverless endpoint's): under TMPDIR then, with what the server writes.
+os.environ.setdefault("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
+if not os.access(os.path.dirname(os.environ["KERAS_HOME"]), os.W_OK):
+    os.environ["KERAS_HOME"] = os.path.join(tempfile.gettempdir(), ".keras")
 
 import keras
 import tensorflow as tf

@@ -11,6 +11,7 @@ description, and the tests hold the app to it). Each request is logged as one JS
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import traceback
 from collections.abc import AsyncIterator
@@ -170,6 +171,12 @@ MAX_HEAD_BYTES = 64 * 1024
 MAX_HEADERS = 100
 
 
+@functools.cache
+def worker_read_timeout() -> float:
+    """``MODEL_SERVER_READ_TIMEOUT``, read once per worker, not on every connection."""
+    return ServerSettings.from_env().read_timeout
+
+
 class HeadRefused(Exception):
     """Raised from a parser callback to stop httptools at once."""
 
@@ -184,7 +191,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):  # type: ignore[misc]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.read_timeout = ServerSettings.from_env().read_timeout
+        self.read_timeout = worker_read_timeout()
         self.head_bytes = 0
         self.header_count = 0
         self.reading_head = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import itertools
 import json
@@ -216,27 +217,25 @@ def local_wheels(name: str, tag: str) -> list[Path]:
     )
 
 
-# PyPI's Linux torch is a CUDA build: 15 nvidia-* packages, 5.3 GB installed, 3 to 4.5
-# minutes to install on a fresh machine (measured for Python 3.10 and 3.13). Only on request.
-TORCH_FROM_PYPI = bool(os.environ.get("SM_BYOC_TORCH_FROM_PYPI"))
-
-
-def torch_source(version: str) -> list[str] | None:
+# PyPI's Linux torch is a CUDA build: 15 nvidia-* packages, 5.3 GB installed, about 3
+# minutes to install on a fresh machine (measured for Python 3.10 and 3.13; the nvidia
+# wheels lie on the test machines, torch itself comes from PyPI). The last resort: it runs
+# the tests on the CPU all the same.
+@functools.cache
+def torch_source(version: str) -> list[str]:
     """pip's arguments for a torch that can run the tests on Python ``version`` ("3.11").
 
-    A CPU wheel lying on this machine, else PyPI's CUDA build if asked for
-    (``SM_BYOC_TORCH_FROM_PYPI``), else PyTorch's CPU index if it answers; None: no torch.
+    A CPU wheel lying on this machine, else PyTorch's CPU index if it answers, else PyPI's
+    CUDA build.
     """
     wheels = local_wheels("torch", "cp" + version.replace(".", ""))
     if wheels:
         return [str(wheels[-1])]
-    if TORCH_FROM_PYPI:
-        return ["torch"]
     try:
         with urllib.request.urlopen(f"{TORCH_CPU_INDEX}/torch/", timeout=10):
             return ["--index-url", TORCH_CPU_INDEX, "torch"]
     except OSError:
-        return None
+        return ["torch"]
 
 
 def install_cpu_torch(venv: Path) -> None:
@@ -246,7 +245,6 @@ def install_cpu_torch(venv: Path) -> None:
     """
     version = run([str(venv / "bin/python"), "-c", "import sys; print(*sys.version_info[:2])"])
     source = torch_source(version.stdout.strip().replace(" ", "."))
-    assert source is not None, f"no torch for {venv}: see torch_source"
     installed = run([str(venv / "bin/python"), "-m", "pip", "install", "-q", *source])
     assert installed.returncode == 0, installed.stderr[-4000:]
 

@@ -278,7 +278,8 @@ class Server:
 @contextlib.contextmanager
 def healthy_server(serving_dir: Path, **env: str) -> Iterator[Server]:
     """``python -m ... serve`` with two workers on a free port, once every worker has loaded
-    the model; then SIGTERM, which must stop it with exit code 0 within 10 s."""
+    the model; then SIGTERM, which must stop it with exit code 0 before SageMaker's SIGKILL
+    (30 s after SIGTERM; the server gives in-flight requests 25 s)."""
     server = Server(serving_dir, free_port(), **env)
     try:
         server.wait_until_healthy(workers=2)
@@ -286,4 +287,4 @@ def healthy_server(serving_dir: Path, **env: str) -> Iterator[Server]:
     finally:
         code, seconds = server.stop()
         assert code == 0
-        assert seconds < 10
+        assert seconds < 25

@@ -122,6 +122,7 @@ ERRORS = [
 ]
 
 
+@pytest.mark.stack
 @pytest.mark.parametrize(("method", "path", "body", "headers", "status", "reason"), ERRORS)
 def test_every_error_is_one_line_of_text_with_its_reason_which_the_log_keeps(
     server: Server,
@@ -152,6 +153,7 @@ def test_every_error_is_one_line_of_text_with_its_reason_which_the_log_keeps(
     assert (line["method"], line["path"], line["status"]) == (method, path, status)
 
 
+@pytest.mark.stack
 def test_a_body_over_the_limit_is_the_same_413_on_every_stack(server: Server) -> None:
     head = (
         "POST /invocations HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/csv\r\n"
@@ -170,6 +172,7 @@ def test_a_body_over_the_limit_is_the_same_413_on_every_stack(server: Server) ->
 {%- if cookiecutter.server == "nginx-gunicorn-flask" %}
 
 
+@pytest.mark.stack
 @pytest.mark.parametrize(
     ("head", "status"),
     [
@@ -208,6 +211,7 @@ def test_nginx_refusals_look_like_the_apps_and_are_logged_with_a_reason(
     assert server.ping() == 200
 
 
+@pytest.mark.stack
 def test_a_slow_starting_gunicorn_is_503_without_a_critical_log_line(
     serving_dir: Path, tmp_path: Path
 ) -> None:
@@ -250,6 +254,7 @@ def launched_nginx(run_dirs: Path) -> set[int]:
     return masters | {pid for pid, parent in parents.items() if parent in masters}
 
 
+@pytest.mark.stack
 def test_gunicorn_failing_at_start_stops_nginx_and_the_launcher(
     serving_dir: Path, tmp_path: Path
 ) -> None:
@@ -295,6 +300,7 @@ def test_gunicorn_failing_at_start_stops_nginx_and_the_launcher(
 KEPT_ALIVE = 2000
 
 
+@pytest.mark.stack
 def test_thousands_of_keep_alive_connections_are_all_served(server: Server) -> None:
     """Each of 2,000 open keep-alive connections gets its answer, and a second one on the
     same connection: nginx is sized for what the instance can hold, not 1,024 connections a
@@ -330,6 +336,7 @@ def test_thousands_of_keep_alive_connections_are_all_served(server: Server) -> N
 {%- if cookiecutter.__web == "flask" %}
 
 
+@pytest.mark.stack
 @pytest.mark.parametrize(
     ("head", "status", "reason"),
     [
@@ -371,6 +378,7 @@ def test_requests_gunicorn_refuses_are_answered_and_logged_as_the_apps(
 {%- endif %}
 
 
+@pytest.mark.stack
 def test_bodies_over_6_mb_are_413(server: Server) -> None:
     row = b"5.1,3.5,1.4,0.2\n"
     body = row * (6 * 1024 * 1024 // len(row) + 1)
@@ -465,6 +473,7 @@ def test_concurrent_predictions_log_no_line_over_and_over(
 {%- endif %}
 
 
+@pytest.mark.stack
 def test_sigterm_lets_an_in_flight_request_finish(serving_dir: Path) -> None:
     server = Server(serving_dir, free_port(), SAGEMAKER_MODEL_SERVER_WORKERS="1")
     server.wait_until_healthy()
@@ -494,6 +503,7 @@ def test_sigterm_lets_an_in_flight_request_finish(serving_dir: Path) -> None:
     assert answer[0][0] == 0
 
 
+@pytest.mark.stack
 def test_port_is_bound_at_once_and_ping_is_503_without_a_model(tmp_path: Path) -> None:
     (tmp_path / "model").mkdir()
     server = Server(tmp_path, free_port())
@@ -510,6 +520,7 @@ def test_port_is_bound_at_once_and_ping_is_503_without_a_model(tmp_path: Path) -
     assert code == 0
 
 
+@pytest.mark.stack
 def test_a_port_in_use_is_named_with_how_to_pick_another(tmp_path: Path) -> None:
     with socket.socket() as holder:  # another server, on the loopback address only
         holder.bind(("127.0.0.1", 0))
@@ -544,6 +555,7 @@ def stop_group(process: subprocess.Popen[str]) -> None:
     process.communicate()
 
 
+@pytest.mark.stack
 def test_each_request_is_one_json_line_in_the_server_log(server: Server) -> None:
     """The app's request log, and nothing else: no access log from the server(s) in front."""
     row = b"5.1,3.5,1.4,0.2\n"
@@ -585,6 +597,7 @@ def test_each_request_is_one_json_line_in_the_server_log(server: Server) -> None
     assert not access_log_line.search(server.log.read_text())  # no other access log
 
 
+@pytest.mark.stack
 def test_ping_is_logged_at_debug_level(serving_dir: Path) -> None:
     server = Server(
         serving_dir,
@@ -663,6 +676,7 @@ model.predict = predict
 """
 
 
+@pytest.mark.stack
 def test_a_stuck_prediction_is_a_504_and_its_worker_is_replaced(
     serving_dir: Path, tmp_path: Path
 ) -> None:
@@ -691,6 +705,7 @@ GIL_HOLDING_PREDICT = wrapped_predict(
 )
 
 
+@pytest.mark.stack
 def test_a_prediction_holding_the_gil_gets_its_answer(serving_dir: Path, tmp_path: Path) -> None:
     """A predict that stays in native code without releasing the GIL freezes every thread of
     its worker, health checks included, for as long as it runs. Within the request timeout it
@@ -768,6 +783,7 @@ def peer(sock: socket.socket) -> tuple[str, int] | None:
         return None
 
 
+@pytest.mark.stack
 def test_accepted_connections_have_tcp_nodelay(server: Server) -> None:
     """Without TCP_NODELAY, a response written in two parts waits for the client's delayed
     ACK: 40 ms per request on a keep-alive connection. The option is read from the server's
@@ -921,6 +937,7 @@ def end_session(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
+@pytest.mark.stack
 def test_make_predict_waits_for_the_server_make_serve_local_starts(
     trained: Paths, tmp_path: Path
 ) -> None:
@@ -946,6 +963,7 @@ def test_make_predict_waits_for_the_server_make_serve_local_starts(
     assert predicted.stdout.splitlines() == expected
 
 
+@pytest.mark.stack
 @pytest.mark.parametrize("signalled", ["server", "make"])
 def test_sigterm_to_make_serve_local_stops_the_server(
     trained: Paths, tmp_path: Path, signalled: str

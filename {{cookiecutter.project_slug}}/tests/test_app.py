@@ -274,6 +274,20 @@ def test_every_content_type_in_and_out(
     assert decoded(answer_type, answer) == expected_labels(service, REQUEST_ROWS)
 
 
+def test_the_sdks_jsonlines_spelling_is_read_and_answered_as_jsonlines(
+    client: Client, service: ModelService
+) -> None:
+    """``application/x-jsonlines`` (the SageMaker SDK's spelling, which training channels
+    read too) in and out; the answer says which type it is in the server's spelling."""
+    spelling = "application/x-jsonlines"
+    headers = {"Content-Type": spelling, "Accept": spelling}
+    body = encoded(codec.JSONLINES, REQUEST_ROWS)
+    status, answer_headers, answer = client("POST", "/invocations", body, headers)
+    assert status == 200, answer
+    assert answer_headers["content-type"].split(";")[0] == codec.JSONLINES
+    assert decoded(codec.JSONLINES, answer) == expected_labels(service, REQUEST_ROWS)
+
+
 @pytest.mark.parametrize("content_type", [codec.CSV, codec.JSONLINES])
 def test_a_multi_record_batch_is_answered_line_for_line(
     client: Client, service: ModelService, content_type: str

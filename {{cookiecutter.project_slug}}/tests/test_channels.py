@@ -25,12 +25,12 @@ from {{ cookiecutter.package_name }}.channels import (
     channels,
     stratified_split,
 )
-from {{ cookiecutter.package_name }}.codec import is_number
+from {{ cookiecutter.package_name }}.codec import NPY, is_number
 from {{ cookiecutter.package_name }}.environment import Paths
 from {{ cookiecutter.package_name }}.job import TrainingStopped
 
 from .support import N_FEATURES, SAMPLE_DATA, SAMPLE_FEATURES, SAMPLE_LABELS, layout
-from .test_codec import HEADER_RULE, JSON_FEATURES, NUMBER_SYNTAX
+from .test_codec import HEADER_RULE, JSON_FEATURES, NUMBER_SYNTAX, SPELLINGS
 from .test_model import QUICK_HYPERPARAMETERS
 
 LABELS = SAMPLE_LABELS.tolist()
@@ -262,6 +262,20 @@ def test_content_type_parameters_and_aliases(job: Paths) -> None:
     )
     found = channels(job)
     assert found["training"].content_type == found["other"].content_type == "text/csv"
+
+
+@pytest.mark.parametrize(("spelling", "kind"), SPELLINGS)
+def test_a_channel_reads_every_spelling_a_request_may_use(
+    job: Paths, spelling: str, kind: str
+) -> None:
+    """One vocabulary: what serving reads under a name, training reads under it too."""
+    if kind == NPY:  # Not a training format: the same name is refused, by that name.
+        configure(job, training={"ContentType": spelling})
+        with pytest.raises(ChannelError, match=f"ContentType '{spelling}'"):
+            channels(job)
+        return
+    configure(job, training={"ContentType": spelling})
+    assert channels(job)["training"].content_type == kind
 
 
 def test_an_unknown_content_type_is_named(job: Paths) -> None:

@@ -569,3 +569,23 @@ def test_object_predictions_are_encoded_without_pickles() -> None:
 def test_media_type() -> None:
     assert media_type(" Application/JSON ; charset=UTF-8") == JSON
     assert media_type(None) == ""
+
+
+# Spellings other than ours, each with who uses it; a request may use any of them, in
+# Content-Type or Accept, as a training channel's ContentType may (test_channels.py).
+SPELLINGS = [
+    ("application/x-jsonlines", JSONLINES),  # the SageMaker SDK's JSONLinesSerializer docs
+    ("application/jsonl", JSONLINES),  # the .jsonl suffix, as a media type
+    ("application/json-lines", JSONLINES),  # jsonlines.org's other spelling
+    ("text/x-csv", CSV),  # older browsers and clients
+    ("application/csv", CSV),  # some HTTP clients
+    ("application/npy", NPY),  # without the x- prefix
+]
+
+
+@pytest.mark.parametrize(("spelling", "kind"), SPELLINGS)
+def test_other_spellings_of_a_type_are_read_and_answered(spelling: str, kind: str) -> None:
+    body = encode(ROWS, kind)
+    assert media_type(f"{spelling.upper()}; charset=utf-8") == kind
+    assert decode(body, spelling).tolist() == ROWS.tolist()
+    assert negotiate(spelling, JSON) == kind

@@ -46,32 +46,21 @@ from typing import IO, Any
 
 import numpy as np
 
-from .codec import is_header, is_json_number, is_number, not_a_number
+from . import codec
+from .codec import (
+    CSV,
+    JSONLINES,
+    LIBSVM,
+    PARQUET,
+    is_header,
+    is_json_number,
+    is_number,
+    not_a_number,
+)
 from .environment import Paths, read_json, shown
 
-CSV = "text/csv"
-JSON_LINES = "application/jsonlines"
-PARQUET = "application/x-parquet"
-LIBSVM = "text/libsvm"
-# Other spellings seen in SageMaker jobs and the SDK, and what they mean here.
-ALIASES = {
-    "csv": CSV,
-    "text/x-csv": CSV,
-    "application/csv": CSV,
-    "application/json-lines": JSON_LINES,
-    "application/jsonl": JSON_LINES,
-    "application/x-jsonlines": JSON_LINES,
-    "jsonl": JSON_LINES,
-    "jsonlines": JSON_LINES,
-    "parquet": PARQUET,
-    "application/parquet": PARQUET,
-    "application/vnd.apache.parquet": PARQUET,
-    "libsvm": LIBSVM,
-    "text/x-libsvm": LIBSVM,
-    "application/x-libsvm": LIBSVM,
-}
-CONTENT_TYPES = (CSV, JSON_LINES, PARQUET, LIBSVM)
-SUFFIXES = {".jsonl": JSON_LINES, ".parquet": PARQUET, ".libsvm": LIBSVM, ".svm": LIBSVM}
+CONTENT_TYPES = (CSV, JSONLINES, PARQUET, LIBSVM)
+SUFFIXES = {".jsonl": JSONLINES, ".parquet": PARQUET, ".libsvm": LIBSVM, ".svm": LIBSVM}
 BLOCK_ROWS = 65_536  # Records parsed into one array block.
 RECORDIO_MAGIC = 0xCED7230A
 # How long Pipe mode waits for SageMaker to start writing a FIFO, unless told otherwise.
@@ -202,9 +191,9 @@ def label_array(labels: list[Any]) -> np.ndarray:
 
 
 def media_type(content_type: str | None) -> str:
-    """``text/csv`` from ``text/csv; label_size=1`` and its other spellings."""
-    base = (content_type or CSV).split(";")[0].strip().lower()
-    return ALIASES.get(base, base)
+    """``text/csv`` from ``text/csv; label_size=1`` and its other spellings (the serving
+    side's ``codec.media_type``); CSV when the channel names none."""
+    return codec.media_type(content_type) or CSV
 
 
 @dataclass(frozen=True)
@@ -413,7 +402,7 @@ def _parse(content_type: str, lines: Iterator[str], name: str, rows: int) -> Ite
     records: Iterable[tuple[int, Any]]
     if content_type == CSV:
         records, features = _csv_records(lines, name), _text_features
-    elif content_type == JSON_LINES:
+    elif content_type == JSONLINES:
         records = _line_records(lines, name, _json_record)
         features = _json_features
     else:

@@ -11,6 +11,8 @@ In, one row of features per record:
   ``{"dataframe_split": split}`` and ``{"dataframe_records": records}``; and the records
   of SageMaker's built-in algorithms, ``{"instances": [{"features": [...]}, ...]}``;
 - ``application/jsonlines``: one row per line, a list of numbers or ``{"features": [...]}``;
+  ``application/x-jsonlines`` and the other spellings of ``ALIASES`` mean the same, in
+  requests as in training channels;
 - ``application/x-npy``: a NumPy ``.npy`` array (no pickles), 2-D, or 1-D for one row.
 
 Out: the same four types. A request without ``Content-Type`` is read as CSV; an ``Accept``
@@ -37,6 +39,27 @@ CSV = "text/csv"
 JSON = "application/json"
 JSONLINES = "application/jsonlines"
 NPY = "application/x-npy"
+PARQUET = "application/x-parquet"  # Training channels only.
+LIBSVM = "text/libsvm"  # Training channels only.
+# Other spellings seen in SageMaker jobs, the SDK and clients, and what they mean here: the
+# same in a request's Content-Type or Accept as in a training channel's ContentType.
+ALIASES = {
+    "csv": CSV,
+    "text/x-csv": CSV,
+    "application/csv": CSV,
+    "application/json-lines": JSONLINES,
+    "application/jsonl": JSONLINES,
+    "application/x-jsonlines": JSONLINES,
+    "jsonl": JSONLINES,
+    "jsonlines": JSONLINES,
+    "application/npy": NPY,
+    "parquet": PARQUET,
+    "application/parquet": PARQUET,
+    "application/vnd.apache.parquet": PARQUET,
+    "libsvm": LIBSVM,
+    "text/x-libsvm": LIBSVM,
+    "application/x-libsvm": LIBSVM,
+}
 
 
 class CodecError(ValueError):
@@ -54,8 +77,11 @@ class NotAcceptable(CodecError):
 
 
 def media_type(header: str | None) -> str:
-    """``"Text/CSV; charset=utf-8"`` -> ``"text/csv"``; ``""`` for a missing header."""
-    return (header or "").split(";", 1)[0].strip().lower()
+    """``"Text/CSV; charset=utf-8"`` -> ``"text/csv"``, other spellings to the one used
+    here (``ALIASES``: ``application/x-jsonlines`` -> ``application/jsonlines``); ``""``
+    for a missing header."""
+    base = (header or "").split(";", 1)[0].strip().lower()
+    return ALIASES.get(base, base)
 
 
 def _text(body: bytes) -> str:
@@ -539,7 +565,7 @@ def negotiate(accept: str | None, default: str) -> str:
                 except ValueError:
                     quality = 0.0
         if kind and quality > 0:
-            offers.append((-quality, position, kind.lower()))
+            offers.append((-quality, position, media_type(kind)))
     for _, _, kind in sorted(offers):
         if kind in ENCODERS:
             return kind

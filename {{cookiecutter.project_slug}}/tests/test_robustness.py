@@ -5,7 +5,8 @@ Property-based: Schemathesis sends what ``openapi.json`` allows and what it does
 examples, boundary values, and random bodies, valid and invalid (JSON from the document's
 schemas; CSV, JSON lines and .npy from the strategies below, mixed with random bytes).
 Targeted: empty bodies, garbage, NaN and infinity, wrong feature counts, a 50 MB body, and
-slow-loris clients that send half a request and stall.
+slow-loris clients that send half a request and stall{% if cookiecutter.__web == "fastapi" %}, and clients that never
+read their answers (or read them slowly){% endif %}.
 """
 
 from __future__ import annotations
@@ -490,6 +491,114 @@ def test_memory_held_by_stalled_uploads_is_given_back(server: Server) -> None:
     while (after := workers_rss_mib(server)) > before + RSS_MARGIN_MIB:
         assert time.monotonic() < deadline, f"worker RSS {before} MiB before, {after} after"
         time.sleep(0.5)
+    assert_still_serving(server)
+
+
+# Clients that never read their answers. Each answer is an .npy of labels (7.2 MB for
+# 180,000 rows, a body within the 6 MB limit), larger than what the sockets' buffers take
+# (about 3 MB on loopback), so the rest stays in the worker, in uvicorn's transport.
+UNREAD_ROWS = 180_000
+NON_READERS = 16
+ABORTED = "aborted the connection of"
+
+
+def unread_requests(port: int, count: int) -> bytes:
+    """``count`` pipelined requests, each a large batch whose answer is larger still."""
+    body = npy(np.tile(np.array([[5.1, 3.5, 1.4, 0.2]]), (UNREAD_ROWS, 1)))
+    head = (
+        f"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        "Content-Type: application/x-npy\r\nAccept: application/x-npy\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    return (head + body) * count
+
+
+def non_reader(port: int, requests: bytes) -> socket.socket:
+    """A connection that sends ``requests`` and reads nothing (a small receive buffer: the
+    answer stays on the server's side)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(15)  # the pipelined requests are read once the first one is answered
+    sock.connect(("127.0.0.1", port))
+    with contextlib.suppress(OSError):  # cut already
+        sock.sendall(requests)
+    return sock
+
+
+def aborted(server: Server) -> int:
+    return server.log.read_text().count(ABORTED)
+
+
+def test_a_client_that_never_reads_its_answer_is_cut_at_the_read_timeout(
+    server: Server,
+) -> None:
+    """Its answer stayed in the worker for as long as it kept the connection open: the send
+    timeout aborts the connection once the client has taken nothing for READ_TIMEOUT, and
+    says why in the log."""
+    cut_before = aborted(server)
+    with non_reader(server.port, unread_requests(server.port, 1)) as sock:
+        sent = time.monotonic()
+        server.wait_for(lambda: aborted(server) > cut_before, "the send timeout")
+        assert time.monotonic() - sent >= READ_TIMEOUT
+        line = [line for line in server.log.read_text().splitlines() if ABORTED in line][-1]
+        assert f"the client took nothing of its answer for {READ_TIMEOUT} s" in line
+        assert "Traceback" not in server.log.read_text().split(line)[1]
+        received = 0
+        sock.settimeout(5)
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(MIB):
+                received += len(chunk)
+        assert received < UNREAD_ROWS * 40  # the rest was dropped, not sent
+    assert_still_serving(server)
+
+
+def test_a_slow_but_steady_reader_gets_its_whole_answer(server: Server) -> None:
+    """Reading 64 KiB every 40 ms, a 7.2 MB answer takes about 5 s, most of it with the
+    server's buffer full: longer than READ_TIMEOUT, yet never cut, as the client keeps
+    taking data."""
+    cut_before = aborted(server)
+    with non_reader(server.port, unread_requests(server.port, 1)) as sock:
+        started = time.monotonic()
+        response = HTTPResponse(sock)
+        response.begin()
+        assert response.status == 200
+        received = 0
+        while chunk := response.read(64 * 1024):
+            received += len(chunk)
+            time.sleep(0.04)
+        assert received == int(response.getheader("Content-Length", "0")) > 7_000_000
+        assert time.monotonic() - started > READ_TIMEOUT
+    assert aborted(server) == cut_before
+
+
+def test_memory_held_by_clients_that_never_read_is_given_back(server: Server) -> None:
+    """Clients that sent two pipelined requests each and read nothing: the first answer
+    filled uvicorn's buffer and the second waited, computed, for it to drain. They held
+    about 190 MiB of the workers for as long as they stayed; the send timeout cuts them,
+    and the memory goes back to the system (large blocks are mmapped: see
+    ``environment.give_back_large_blocks``)."""
+    before = workers_rss_mib(server)
+    cut_before = aborted(server)
+    requests = unread_requests(server.port, 2)
+    with ThreadPoolExecutor(NON_READERS) as pool:
+        clients = list(pool.map(lambda _: non_reader(server.port, requests), range(NON_READERS)))
+    try:
+        held = workers_rss_mib(server)
+        deadline = time.monotonic() + READ_TIMEOUT + 10
+        while (cut := aborted(server) - cut_before) < NON_READERS:
+            held = max(held, workers_rss_mib(server))
+            assert time.monotonic() < deadline, (
+                f"{cut} of {NON_READERS} clients cut; worker RSS {before} MiB before, {held} "
+                "while they stayed"
+            )
+            time.sleep(0.5)
+        deadline = time.monotonic() + 5
+        while (after := workers_rss_mib(server)) > before + RSS_MARGIN_MIB:
+            assert time.monotonic() < deadline, f"worker RSS {before} MiB before, {after} after"
+            time.sleep(0.5)
+    finally:
+        for sock in clients:
+            sock.close()
     assert_still_serving(server)
 {%- endif %}
 

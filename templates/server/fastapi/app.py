@@ -6,12 +6,19 @@ per worker (``PREDICTIONS_AT_ONCE``), so ``/ping`` answers at once even while a 
 is being scored and others wait their turn. ``openapi.json`` at the
 project root documents the endpoints (FastAPI's generated docs are off: that file is the one
 description, and the tests hold the app to it). Each request is logged as one JSON line.
+
+``MODEL_SERVER_READ_TIMEOUT`` (20 s) bounds a silent client both ways: a request head or
+body that stops arriving for that long is a 408, and an answer its client takes none of for
+that long is dropped and the connection aborted (the send timeout, which uvicorn lacks: a
+client that never read kept its whole answer in the worker). Both are in
+``LimitedHttpToolsProtocol`` and ``read_body`` below.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import time
 import traceback
 from collections.abc import AsyncIterator
@@ -39,6 +46,8 @@ from .inference import (
     too_large,
     wrong_method,
 )
+
+log = logging.getLogger(__name__)
 
 # What asyncio.wait_for raises on timeout: the builtin from Python 3.11, its own class before.
 TIMED_OUT = (TimeoutError, asyncio.TimeoutError)
@@ -169,6 +178,10 @@ class RequestLog:
 # value so far): one 128 MB value cost a worker 19 s of CPU. Far beyond what SageMaker sends.
 MAX_HEAD_BYTES = 64 * 1024
 MAX_HEADERS = 100
+# How often, while a connection's answer waits for its client, the send timeout looks at how
+# much is still unsent: a stalled send is cut between 1 and 1 + 1/SEND_CHECKS times the
+# timeout after the client last took data.
+SEND_CHECKS = 4
 
 
 @functools.cache
@@ -187,7 +200,16 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):  # type: ignore[misc]
     arriving (or never starts, on a new connection) for ``MODEL_SERVER_READ_TIMEOUT`` s a
     408, each answered with its reason, logged as the app logs a request, and the connection
     closed. The bytes are counted before httptools sees them, so an oversized head costs no
-    more than its limit. ``serve.py`` names this class as uvicorn's ``http``."""
+    more than its limit. ``serve.py`` names this class as uvicorn's ``http``.
+
+    And a send timeout: an answer its client stops taking for ``MODEL_SERVER_READ_TIMEOUT``
+    s (the socket full, the transport's buffer above its high-water mark, nothing of it
+    taken since) is dropped and the connection aborted, with one log line saying why.
+    uvicorn has no such limit: a client that never read kept its whole answer (and the next
+    pipelined one, computed and waiting) in the worker for as long as it kept the
+    connection open, even after a ``Connection: close``. Progress is what counts, not the
+    pause: a client that reads slowly but steadily gets its whole answer, however long.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -197,6 +219,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):  # type: ignore[misc]
         self.reading_head = True
         self.refused = False
         self.head_timer: asyncio.TimerHandle | None = None
+        self.send_timer: asyncio.TimerHandle | None = None
+        self.unsent = 0  # bytes the transport held at the send timeout's last look
+        self.sent_at = 0.0  # loop time the client was last seen taking data
+        self.running: Any = None  # the request cycle whose app task runs (uvicorn's)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -204,7 +230,64 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):  # type: ignore[misc]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.stop_head_timer()
+        self.stop_send_timer()
+        # uvicorn marks only the last request parsed (``self.cycle``) as disconnected: with
+        # pipelined requests, the one running, woken from ``FlowControl.drain`` when the
+        # connection goes, wrote to the closed transport and failed with a traceback.
+        running = self.running
+        if running is not None and not running.response_complete:
+            running.disconnected = True
+            running.message_event.set()
         super().connection_lost(exc)
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        self.running = cycle
+        super()._start_asgi_task(cycle, app)
+
+    def pause_writing(self) -> None:
+        """The transport holds more than its high-water mark: uvicorn's next ``send`` waits
+        in ``FlowControl.drain``. Watch whether the client keeps taking data."""
+        super().pause_writing()
+        if self.send_timer is None:
+            self.unsent = self.transport.get_write_buffer_size()
+            self.sent_at = self.loop.time()
+            self.send_timer = self.loop.call_later(
+                self.read_timeout / SEND_CHECKS, self.check_send
+            )
+
+    def resume_writing(self) -> None:
+        self.stop_send_timer()
+        super().resume_writing()
+
+    def stop_send_timer(self) -> None:
+        if self.send_timer is not None:
+            self.send_timer.cancel()
+            self.send_timer = None
+
+    def check_send(self) -> None:
+        self.send_timer = None
+        unsent = self.transport.get_write_buffer_size()
+        now = self.loop.time()
+        if unsent < self.unsent:  # the client took some since the last look
+            self.sent_at = now
+        self.unsent = unsent
+        if now - self.sent_at >= self.read_timeout:
+            self.send_timed_out(unsent)
+            return
+        self.send_timer = self.loop.call_later(self.read_timeout / SEND_CHECKS, self.check_send)
+
+    def send_timed_out(self, unsent: int) -> None:
+        """Drop what the client did not take and abort the connection; the transport then
+        calls ``connection_lost``, which releases the request waiting to send."""
+        client = f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
+        log.warning(
+            "aborted the connection of %s: the client took nothing of its answer for %s s "
+            "(MODEL_SERVER_READ_TIMEOUT); %d bytes unsent dropped",
+            client,
+            self.read_timeout,
+            unsent,
+        )
+        self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
         if not self.reading_head:

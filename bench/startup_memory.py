@@ -147,7 +147,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--frameworks",
         default=",".join(choices["framework"]),
-        help="frameworks for the cold start (default: all of cookiecutter.json)",
+        help="frameworks for the cold start (default: all of cookiecutter.json; none: skip)",
     )
     parser.add_argument("--runs", type=int, default=5, help="cold starts of each (5)")
     parser.add_argument("--workers", type=int, default=2, help="workers at cold start (2)")
@@ -175,7 +175,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     options = parser.parse_args(argv)
-    options.frameworks = [f for f in options.frameworks.split(",") if f]
+    options.frameworks = [f for f in options.frameworks.split(",") if f not in ("", "none")]
     options.memory_servers = [
         s for s in options.memory_servers.split(",") if s not in ("", "none")
     ]

@@ -838,7 +838,7 @@ MEMORY_TARGET = 1.3
 COLD_START_TARGET = 1.25
 # The hyperparameters that count trees, and the rest that make the large model: a forest of
 # deep trees (scikit-learn), or boosted rounds where the framework names them so.
-TREE_COUNTS = ("n_estimators", "num_round", "num_boost_round")
+TREE_COUNTS = ("n_estimators", "num_round", "num_iterations", "num_boost_round")
 SYNTHETIC_CLASSES = 3
 BARE_LOAD = (
     "import sys\n"

@@ -1466,7 +1466,12 @@ def check_model_dir(parser: argparse.ArgumentParser, folder: Path | None) -> Non
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Sub-commands, each with its own --help: "
+        + ", ".join(f"benchmark.py {name}" for name in SUBCOMMANDS)
+        + " (issue 14: total PSS with 1, 2, 4 workers; cold start against a bare load).",
+    )
     add_server_arguments(parser)
     parser.add_argument(
         "--inprocess-model-dir",

@@ -6,6 +6,8 @@ Run from the project root, in the project's virtualenv, after ``make train-local
     scripts/benchmark.py --model-dir .local/opt_ml/model          # starts the server itself
     scripts/benchmark.py --url http://127.0.0.1:8080 --pid PID    # a server already running
     scripts/benchmark.py --model-dir .local/opt_ml/model --json   # the figures as JSON
+    scripts/benchmark.py memory --workers 1,2,4 --load-seconds 60 # total PSS, large model
+    scripts/benchmark.py cold-start --runs 5                      # start vs a bare load
 
 The load comes from ``wrk`` (``apt-get install wrk``), with a small Lua script for the POST
 bodies, one run per case after a short warm-up: ``GET /ping`` and ``POST /invocations`` with
@@ -20,6 +22,18 @@ beside the server's rows/s for the same rows.
 ``--load-generator python`` swaps wrk for a small built-in client (threads, keep-alive): it
 needs nothing installed and checks that everything runs, but its figures measure Python's
 HTTP client as much as the server. Do not quote them.
+
+Two sub-commands measure what the load run does not (issue 14). ``memory`` trains a large
+model with the project's own entry point (a forest of a few hundred deep trees on a
+synthetic table, some hundred MB; ``--trees``/``--train-rows`` size it) and, for each worker
+count, starts the server, waits until every worker has loaded it (its total PSS steady for
+2 s and many /ping at once all 200), reads the total PSS of all its processes from
+``/proc/PID/smaps_rollup``, loads ``/invocations`` from several clients for
+``--load-seconds`` and reads it again; then checks the target "4 workers at most 1.3x the
+PSS of 1". ``cold-start`` times, alternately and ``--runs`` times, the server's spawn ->
+first /ping 200 and a bare ``python`` that imports the project's model module (and so its
+framework) and calls ``model.load``: the median ratio against the target 1.25x, and the
+latency of the first prediction sent right after that 200.
 
 The functions are importable (the template's ``bench/compare.py`` drives other servers with
 them); nothing here imports the project or any ML library until the in-process predict.
@@ -815,6 +829,611 @@ def format_report(report: Mapping[str, Any], results: Sequence[Result]) -> str:
     return "\n".join(lines)
 
 
+# Total PSS, and the memory and cold-start sub-commands ------------------------------------
+
+SUBCOMMANDS = ("memory", "cold-start")
+# Issue 14's targets: total PSS with 4 workers over that with 1; a server's cold start over
+# a bare Python process that imports the framework and loads the same model.
+MEMORY_TARGET = 1.3
+COLD_START_TARGET = 1.25
+# The hyperparameters that count trees, and the rest that make the large model: a forest of
+# deep trees (scikit-learn), or boosted rounds where the framework names them so.
+TREE_COUNTS = ("n_estimators", "num_round", "num_iterations", "num_boost_round")
+SYNTHETIC_CLASSES = 3
+BARE_LOAD = (
+    "import sys\n"
+    "from pathlib import Path\n"
+    "from {package} import model\n"
+    "model.load(Path(sys.argv[1]))\n"
+    "print('loaded', flush=True)\n"
+)
+HYPERPARAMETER_DEFAULTS = (
+    "import dataclasses, json\n"
+    "from {package}.model import Hyperparameters\n"
+    "fields = dataclasses.fields(Hyperparameters)\n"
+    "print(json.dumps(dict((f.name, f.default) for f in fields), default=str))\n"
+)
+
+
+@dataclass
+class Pss:
+    """The proportional set size of a server, summed over all its processes: shared pages
+    count once in all (each process is charged its share), so unlike summed RSS it shows
+    what sharing a model between workers saves."""
+
+    total_kib: int
+    processes: int
+    unreadable: int = 0  # processes whose smaps_rollup could not be read (gone, or denied)
+
+    @property
+    def total_mib(self) -> float:
+        return self.total_kib / 1024
+
+
+def read_pss_kib(pid: int, proc: Path = Path("/proc")) -> int | None:
+    """``Pss:`` of ``/proc/PID/smaps_rollup`` in KiB (None when it cannot be read)."""
+    try:
+        text = (proc / str(pid) / "smaps_rollup").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return None
+
+
+def total_pss(roots: Iterable[int], proc: Path = Path("/proc")) -> Pss:
+    """The PSS of ``roots`` and every descendant: supervisor, workers, helpers, nginx."""
+    tree = process_tree(roots, read_processes(proc))
+    total = unreadable = 0
+    for process in tree:
+        kib = read_pss_kib(process.pid, proc)
+        if kib is None:
+            unreadable += 1
+        else:
+            total += kib
+    return Pss(total, len(tree), unreadable)
+
+
+def pings_all_ok(base_url: str, connections: int) -> bool:
+    """``connections`` GET /ping at once, each on its own new connection: all 200?"""
+    statuses: list[int | None] = []
+
+    def one() -> None:
+        statuses.append(http_status(base_url, "GET", "/ping"))
+
+    threads = [threading.Thread(target=one, daemon=True) for _ in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return len(statuses) == connections and all(status == 200 for status in statuses)
+
+
+def settled(samples: Sequence[tuple[float, int]], now: float, seconds: float) -> bool:
+    """Whether the PSS samples (time, KiB) cover the last ``seconds`` and did not grow in
+    them by more than 1% (at least 1 MiB)."""
+    if not samples or samples[0][0] > now - seconds:
+        return False
+    window = [kib for at, kib in samples if at >= now - seconds]
+    return max(window) - min(window) <= max(1024, max(window) // 100)
+
+
+def wait_until_loaded(
+    base_url: str,
+    roots: Sequence[int],
+    process: subprocess.Popen[bytes] | None,
+    connections: int,
+    stable_seconds: float = 2.0,
+    timeout: float = STARTUP_TIMEOUT_SECONDS,
+) -> float:
+    """Until every worker holds the model: the server's total PSS has stopped growing for
+    ``stable_seconds`` and ``connections`` /ping at once all answer 200. Seconds waited.
+
+    Neither the log nor a single /ping can tell on every server design: whether each
+    worker loads its own copy, or the model is loaded once before the workers are forked.
+    """
+    started = time.monotonic()
+    samples: list[tuple[float, int]] = []
+    while True:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode} while loading")
+        now = time.monotonic()
+        if now - started > timeout:
+            raise TimeoutError(f"the server's memory did not settle within {timeout:.0f} s")
+        samples.append((now, total_pss(roots).total_kib))
+        if settled(samples, now, stable_seconds) and pings_all_ok(base_url, connections):
+            return time.monotonic() - started
+        time.sleep(0.25)
+
+
+def directory_mib(folder: Path) -> float:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
+
+
+def synthetic_rows(rows: int, features: int, seed: int = 0) -> list[str]:
+    """``rows`` CSV lines, a random label (``c0``...) then ``features`` random numbers: noise,
+    so that trees grow deep (a leaf per few rows) and the model large."""
+    import random
+
+    rng = random.Random(seed)  # noqa: S311 (a table of noise, not secrets)
+    return [
+        f"c{rng.randrange(SYNTHETIC_CLASSES)},"
+        + ",".join(f"{rng.gauss(0, 1):.4f}" for _ in range(features))
+        for _ in range(rows)
+    ]
+
+
+def large_model_hyperparameters(
+    defaults: Mapping[str, Any], trees: int, max_depth: int | None
+) -> dict[str, str]:
+    """hyperparameters.json for the large model, from the names ``model.Hyperparameters``
+    declares (their defaults in ``defaults``)."""
+    count = next((name for name in TREE_COUNTS if name in defaults), None)
+    if count is None:
+        raise SystemExit(
+            "this project's model has no tree count among its hyperparameters "
+            f"({', '.join(TREE_COUNTS)}): pass --model-dir with a large model"
+        )
+    values = {count: str(trees)}
+    if "max_depth" in defaults:
+        if max_depth:
+            values["max_depth"] = str(max_depth)
+        else:  # no limit: scikit-learn says null, the boosters 0
+            values["max_depth"] = "null" if defaults["max_depth"] is None else "0"
+    if "checkpoint_every" in defaults:
+        values["checkpoint_every"] = str(trees)  # one checkpoint, not one per 10 trees
+    if "validation_fraction" in defaults:
+        values["validation_fraction"] = "0"
+    return values
+
+
+def build_large_model(
+    work: Path, rows: Sequence[str], trees: int, max_depth: int | None, log: Path
+) -> Path:
+    """Train the large model with the project's own entry point (``python -m PACKAGE
+    train``) on ``rows`` as its training channel, in ``work``; its model directory."""
+    defaults = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", HYPERPARAMETER_DEFAULTS.format(package=PACKAGE)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    base = work / "opt_ml"
+    (base / "input" / "config").mkdir(parents=True, exist_ok=True)
+    (base / "input" / "data" / "training").mkdir(parents=True, exist_ok=True)
+    hyperparameters = large_model_hyperparameters(defaults, trees, max_depth)
+    (base / "input" / "config" / "hyperparameters.json").write_text(json.dumps(hyperparameters))
+    (base / "input" / "data" / "training" / "synthetic.csv").write_text("\n".join(rows) + "\n")
+    with log.open("wb") as output:
+        done = subprocess.run(
+            [sys.executable, "-m", PACKAGE, "train"],
+            env={**os.environ, "SAGEMAKER_BASE_DIR": str(base)},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+    if done.returncode != 0:
+        raise RuntimeError(f"training the large model failed ({done.returncode}): see {log}")
+    return base / "model"
+
+
+@dataclass
+class MemoryRun:
+    """One server, ``workers`` workers: its total PSS once loaded and after the load."""
+
+    workers: int
+    processes: int
+    pss_loaded_mib: float
+    pss_after_load_test_mib: float
+    pss_peak_mib: float  # the most seen during the load (sampled every 0.5 s)
+    settle_seconds: float  # from the first /ping 200 until every worker had loaded
+    requests: int
+    errors: int
+    unreadable: int = 0
+
+
+def memory_run(
+    model_dir: Path,
+    workers: int,
+    payload: Case,
+    load_seconds: float,
+    clients: int,
+    load_generator: str,
+    scratch: Path,
+    stable_seconds: float = 2.0,
+) -> MemoryRun:
+    """Start the server with ``workers`` workers, read its total PSS once every worker has
+    loaded the model, load it with ``payload`` from ``clients`` clients for
+    ``load_seconds``, and read it again."""
+    port = free_port()
+    base = scratch / f"opt_ml-{workers}"
+    env = serve_environment(model_dir, base, port, workers)
+    command = [sys.executable, "-m", PACKAGE, "serve"]
+    log = scratch / f"serve-{workers}-workers.log"
+    process, _ = measure_cold_start(command, env, port, None, log=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        roots = [process.pid]
+        settle = wait_until_loaded(url, roots, process, max(8, 4 * workers), stable_seconds)
+        loaded = total_pss(roots)
+        peak = [loaded.total_kib]
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(0.5):
+                peak.append(total_pss(roots).total_kib)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            work = scratch / f"load-{workers}"
+            work.mkdir(exist_ok=True)
+            result = run_load(url, payload, load_seconds, clients, 1, load_generator, work)
+        finally:
+            done.set()
+            sampler.join()
+        after = total_pss(roots)
+        peak.append(after.total_kib)
+    finally:
+        stop(process)
+    return MemoryRun(
+        workers=workers,
+        processes=loaded.processes,
+        pss_loaded_mib=round(loaded.total_mib, 1),
+        pss_after_load_test_mib=round(after.total_mib, 1),
+        pss_peak_mib=round(max(peak) / 1024, 1),
+        settle_seconds=round(settle, 2),
+        requests=result.requests,
+        errors=result.errors + result.status_errors,
+        unreadable=max(loaded.unreadable, after.unreadable),
+    )
+
+
+def memory_target(runs: Sequence[MemoryRun]) -> tuple[bool, str] | None:
+    """Issue 14's target, when 1 and 4 workers were measured: total PSS with 4 workers at
+    most 1.3x that with 1, once loaded and after the load test alike."""
+    by_workers = {run.workers: run for run in runs}
+    one, four = by_workers.get(1), by_workers.get(4)
+    if one is None or four is None:
+        return None
+    loaded = four.pss_loaded_mib / one.pss_loaded_mib
+    after = four.pss_after_load_test_mib / one.pss_after_load_test_mib
+    worst = max(loaded, after)
+    return (
+        worst <= MEMORY_TARGET,
+        f"total PSS with 4 workers at most {MEMORY_TARGET}x that with 1: "
+        f"{loaded:.2f}x once loaded ({four.pss_loaded_mib:,.0f} vs {one.pss_loaded_mib:,.0f} "
+        f"MiB), {after:.2f}x after the load test ({four.pss_after_load_test_mib:,.0f} vs "
+        f"{one.pss_after_load_test_mib:,.0f} MiB)",
+    )
+
+
+def format_memory(report: Mapping[str, Any]) -> str:
+    runs = [MemoryRun(**run) for run in report["runs"]]
+    model, options, info = report["model"], report["options"], report["machine"]
+    lines = [
+        f"machine: {info['cpu']}, {info['cores']} cores, load average {info['loadavg'][0]:.2f}",
+        f"model: {model['dir']} ({model['mib']:,.1f} MiB on disk{model.get('built', '')})",
+        f"load test: {options['load_seconds']:g} s of POST /invocations, "
+        f"{options['request_rows']}-row CSV, {options['clients']} clients "
+        f"({report['load_generator']})",
+        "total PSS: every process of the server (from /proc/PID/smaps_rollup)",
+        "",
+    ]
+    first = runs[0] if runs and runs[0].workers == 1 else None
+    rows = [
+        (
+            "workers",
+            "processes",
+            "PSS after load",
+            "PSS after load test",
+            "peak",
+            "ratio to 1 worker",
+            "requests",
+        )
+    ]
+    for run in runs:
+        ratio = "-"
+        if first is not None:
+            ratio = (
+                f"{run.pss_loaded_mib / first.pss_loaded_mib:.2f}x / "
+                f"{run.pss_after_load_test_mib / first.pss_after_load_test_mib:.2f}x"
+            )
+        rows.append(
+            (
+                str(run.workers),
+                str(run.processes),
+                f"{run.pss_loaded_mib:,.1f} MiB",
+                f"{run.pss_after_load_test_mib:,.1f} MiB",
+                f"{run.pss_peak_mib:,.1f} MiB",
+                ratio,
+                f"{run.requests:,}",
+            )
+        )
+    lines.append(table(rows))
+    lines.append("(ratio: after load / after load test)")
+    for run in runs:
+        if run.errors:
+            lines.append(f"WARNING {run.workers} workers: {run.errors} failed requests")
+        if run.unreadable:
+            lines.append(f"WARNING {run.workers} workers: {run.unreadable} processes unreadable")
+    target = report.get("target")
+    if target:
+        lines += ["", ("PASS  " if target["passed"] else "FAIL  ") + target["check"]]
+    return "\n".join(lines)
+
+
+def memory_main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="benchmark.py memory",
+        description="Total PSS of the server (every process) once the model is loaded and "
+        "after a load test, for several worker counts, with a large model.",
+    )
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        help="serve this model (default: train a large one with the project's entry point)",
+    )
+    parser.add_argument("--workers", default="1,2,4", help="worker counts (default 1,2,4)")
+    parser.add_argument(
+        "--load-seconds", type=float, default=60, help="seconds of load per run (60)"
+    )
+    parser.add_argument("--clients", type=int, default=4, help="concurrent clients (4)")
+    parser.add_argument("--request-rows", type=int, default=100, help="CSV rows per request (100)")
+    parser.add_argument("--trees", type=int, default=300, help="trees of the large model (300)")
+    parser.add_argument(
+        "--train-rows",
+        type=int,
+        default=20_000,
+        help="rows of the synthetic table it learns (20,000: about 300 MiB with 300 trees; "
+        "the size grows with trees x rows)",
+    )
+    parser.add_argument("--features", type=int, default=4, help="features per row (4)")
+    parser.add_argument("--max-depth", type=int, help="deepest a tree grows (no limit)")
+    parser.add_argument(
+        "--stable-seconds",
+        type=float,
+        default=2.0,
+        help="loaded: total PSS has not grown for this long (2)",
+    )
+    parser.add_argument(
+        "--load-generator",
+        choices=("wrk", "python"),
+        default="wrk" if shutil.which("wrk") else "python",
+        help="wrk when installed, else the built-in client (PSS, not req/s, is measured)",
+    )
+    parser.add_argument("--keep", type=Path, help="keep the model and the logs in this folder")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    args = parser.parse_args(argv)
+    try:
+        counts = [int(w) for w in args.workers.split(",") if w.strip()]
+    except ValueError:
+        parser.error("--workers: comma-separated worker counts, e.g. 1,2,4")
+    if not counts or min(counts) < 1 or args.load_seconds <= 0 or args.clients < 1:
+        parser.error("--workers, --load-seconds and --clients must be positive")
+    check_model_dir(parser, args.model_dir)
+    say = (lambda text: None) if args.json else (lambda text: print(text, file=sys.stderr))
+    with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
+        scratch = args.keep or Path(tmp)
+        scratch.mkdir(parents=True, exist_ok=True)
+        model_dir = args.model_dir
+        model: dict[str, Any] = {}
+        if model_dir is None:
+            say(f"training {args.trees} trees on {args.train_rows:,} synthetic rows")
+            started = time.perf_counter()
+            data = synthetic_rows(args.train_rows, args.features)
+            model_dir = build_large_model(
+                scratch, data, args.trees, args.max_depth, scratch / "train.log"
+            )
+            model["built"] = (
+                f", {args.trees} trees on {args.train_rows:,} x {args.features} synthetic "
+                f"rows, trained in {time.perf_counter() - started:.0f} s"
+            )
+        model.update(dir=str(model_dir), mib=round(directory_mib(model_dir), 1))
+        # Requests: rows of noise as wide as the model's (metadata.json), else --features.
+        metadata = model_dir / "metadata.json"
+        width = json.loads(metadata.read_text())["n_features"] if metadata.is_file() else None
+        rows = [
+            line.split(",", 1)[1]
+            for line in synthetic_rows(args.request_rows, width or args.features, seed=1)
+        ]
+        payload = build_cases([str(args.request_rows)], rows)[0]
+        runs = []
+        for workers in sorted(set(counts)):
+            say(f"{workers} workers: start, wait for every worker, {args.load_seconds:g} s load")
+            runs.append(
+                memory_run(
+                    model_dir,
+                    workers,
+                    payload,
+                    args.load_seconds,
+                    args.clients,
+                    args.load_generator,
+                    scratch,
+                    args.stable_seconds,
+                )
+            )
+    target = memory_target(runs)
+    report: dict[str, Any] = {
+        "machine": machine(),
+        "model": model,
+        "load_generator": args.load_generator,
+        "options": {
+            "workers": sorted(set(counts)),
+            "load_seconds": args.load_seconds,
+            "clients": args.clients,
+            "request_rows": args.request_rows,
+        },
+        "runs": [asdict(run) for run in runs],
+        "target": target and {"passed": target[0], "check": target[1]},
+    }
+    print(json.dumps(report, indent=2) if args.json else format_memory(report))
+    return 0
+
+
+def timed_request(base_url: str, case: Case, timeout: float = 60) -> tuple[float, int | None]:
+    """Seconds one request on a new connection took, and its status (None: no answer)."""
+    parts = urllib.parse.urlsplit(base_url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    started = time.perf_counter()
+    status = None
+    try:
+        headers = {"Content-Type": case.content_type} if case.method == "POST" else {}
+        connection.request(case.method, case.path, body=case.body or None, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        status = response.status
+    except (OSError, http.client.HTTPException):
+        pass
+    finally:
+        connection.close()
+    return time.perf_counter() - started, status
+
+
+def bare_load_seconds(model_dir: Path, scratch: Path, timeout: float = 300) -> float:
+    """Seconds from spawning a bare ``python`` to its ``model.load(model_dir)`` returning:
+    the interpreter, the project's model module with its framework, and the model."""
+    errors = scratch / "bare.err"
+    with errors.open("wb") as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            [sys.executable, "-c", BARE_LOAD.format(package=PACKAGE), str(model_dir)],
+            stdout=subprocess.PIPE,
+            stderr=err,
+        )
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        seconds = time.perf_counter() - started
+        process.stdout.close()
+        process.wait(timeout=timeout)
+    if line.strip() != b"loaded":
+        raise RuntimeError(f"the bare load failed:\n{errors.read_text()[-3000:]}")
+    return seconds
+
+
+def server_cold_start(
+    model_dir: Path, workers: int, probe: Case, scratch: Path, run: int
+) -> dict[str, Any]:
+    """One start of the server: seconds to its port and first /ping 200, and the latency
+    of one prediction sent right after that 200."""
+    port = free_port()
+    env = serve_environment(model_dir, scratch / f"opt_ml-{run}", port, workers)
+    command = [sys.executable, "-m", PACKAGE, "serve"]
+    log = scratch / f"serve-{run}.log"
+    process, cold = measure_cold_start(command, env, port, None, log=log)
+    try:
+        latency, status = timed_request(f"http://127.0.0.1:{port}", probe)
+    finally:
+        stop(process)
+    return {
+        "port_bound": cold.port_bound,
+        "first_ping_200": cold.first_ping_200,
+        "first_prediction_latency": latency,
+        "first_prediction_status": status,
+    }
+
+
+def median(values: Sequence[float]) -> float:
+    import statistics
+
+    return statistics.median(values)
+
+
+def format_cold_start(report: Mapping[str, Any]) -> str:
+    info, options, summary = report["machine"], report["options"], report["summary"]
+    lines = [
+        f"machine: {info['cpu']}, {info['cores']} cores, load average {info['loadavg'][0]:.2f}",
+        f"model: {report['model_dir']} ({report['model_mib']:,.2f} MiB on disk); "
+        f"{options['runs']} runs of each, alternating; server with {options['workers']} "
+        "worker(s)",
+        "",
+    ]
+    rows = [("seconds", "median", "min", "max")]
+    for key, label in (
+        ("bare_load", "bare python: spawn -> import + model.load done"),
+        ("port_bound", "server: spawn -> port bound"),
+        ("first_ping_200", "server: spawn -> first 200 on /ping"),
+        ("first_prediction_latency", "then the first prediction: its latency"),
+    ):
+        values = [run[key] for run in report["runs"]]
+        rows.append((label, _ms(median(values)), _ms(min(values)), _ms(max(values))))
+    lines.append(table(rows))
+    lines += [
+        "",
+        ("PASS  " if summary["passed"] else "FAIL  ")
+        + f"first /ping 200 within {COLD_START_TARGET}x of a bare import + load: "
+        f"{_ms(summary['first_ping_200'])} vs {_ms(summary['bare_load'])} = "
+        f"{summary['ratio']:.2f}x",
+    ]
+    failed = [r for r in report["runs"] if r["first_prediction_status"] != 200]
+    if failed:
+        lines.append(f"WARNING {len(failed)} first predictions were not answered 200")
+    return "\n".join(lines)
+
+
+def cold_start_main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="benchmark.py cold-start",
+        description="The server's spawn -> first /ping 200 against a bare Python process "
+        "that imports the framework and loads the same model (model.load), alternating.",
+    )
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        default=PROJECT / ".local" / "opt_ml" / "model",
+        help="the model (default .local/opt_ml/model: make train-local)",
+    )
+    parser.add_argument("--runs", type=int, default=5, help="runs of each, for a median (5)")
+    parser.add_argument("--workers", type=int, default=2, help="server workers (2)")
+    parser.add_argument("--data", type=Path, default=SAMPLE_DATA, help="CSV rows (label first)")
+    parser.add_argument("--keep", type=Path, help="keep the logs in this folder")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    args = parser.parse_args(argv)
+    if args.runs < 1 or args.workers < 1:
+        parser.error("--runs and --workers must be positive")
+    check_model_dir(parser, args.model_dir)
+    say = (lambda text: None) if args.json else (lambda text: print(text, file=sys.stderr))
+    probe = build_cases(["1"], feature_rows(args.data))[0]
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="bench-cold-") as tmp:
+        scratch = args.keep or Path(tmp)
+        scratch.mkdir(parents=True, exist_ok=True)
+        bare_load_seconds(args.model_dir, scratch)  # not counted: warms the page cache
+        for run in range(args.runs):
+            say(f"run {run + 1} of {args.runs}")
+            # Alternating which goes first: neither always finds the caches the other left.
+            if run % 2 == 0:
+                bare = bare_load_seconds(args.model_dir, scratch)
+                server = server_cold_start(args.model_dir, args.workers, probe, scratch, run)
+            else:
+                server = server_cold_start(args.model_dir, args.workers, probe, scratch, run)
+                bare = bare_load_seconds(args.model_dir, scratch)
+            runs.append({"bare_load": bare, **server})
+    bare_median = median([r["bare_load"] for r in runs])
+    ping_median = median([r["first_ping_200"] for r in runs])
+    ratio = ping_median / bare_median
+    report = {
+        "machine": machine(),
+        "model_dir": str(args.model_dir),
+        "model_mib": round(directory_mib(args.model_dir), 3),
+        "options": {"runs": args.runs, "workers": args.workers},
+        "runs": runs,
+        "summary": {
+            "bare_load": bare_median,
+            "port_bound": median([r["port_bound"] for r in runs]),
+            "first_ping_200": ping_median,
+            "first_prediction_latency": median([r["first_prediction_latency"] for r in runs]),
+            "ratio": round(ratio, 3),
+            "passed": ratio <= COLD_START_TARGET,
+        },
+    }
+    print(json.dumps(report, indent=2) if args.json else format_cold_start(report))
+    return 0
+
+
 # Command line -----------------------------------------------------------------------------
 
 
@@ -847,7 +1466,12 @@ def check_model_dir(parser: argparse.ArgumentParser, folder: Path | None) -> Non
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Sub-commands, each with its own --help: "
+        + ", ".join(f"benchmark.py {name}" for name in SUBCOMMANDS)
+        + " (issue 14: total PSS with 1, 2, 4 workers; cold start against a bare load).",
+    )
     add_server_arguments(parser)
     parser.add_argument(
         "--inprocess-model-dir",
@@ -871,6 +1495,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "memory":
+        return memory_main(argv[1:])
+    if argv and argv[0] == "cold-start":
+        return cold_start_main(argv[1:])
     args = parse_args(argv)
     rows = feature_rows(args.data)
     cases = build_cases([c.strip() for c in args.cases.split(",") if c.strip()], rows)

@@ -299,3 +299,114 @@ def test_cold_start_and_ping_with_the_builtin_client(trained: Paths, tmp_path: P
     assert report["memory"]["rss_per_worker_mib"] > 0
     assert report["exit_code"] == 0
     assert "inprocess" not in report  # no invocation case: nothing to compare it with
+
+
+def test_total_pss_of_a_process_tree(tmp_path: Path) -> None:
+    rollup = "55d0-7ffd ---p 00000000 00:00 0  [rollup]\nRss:  2048 kB\nPss:  1500 kB\n"
+    for pid, ppid, pss in ((10, 1, rollup), (11, 10, rollup.replace("1500", "500")), (12, 10, "")):
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "status").write_text(f"Name:\tpython\nPPid:\t{ppid}\n")
+        (tmp_path / str(pid) / "cmdline").write_text("python\0-m\0pkg\0serve")
+        if pss:
+            (tmp_path / str(pid) / "smaps_rollup").write_text(pss)
+    assert bench.read_pss_kib(10, proc=tmp_path) == 1500
+    assert bench.read_pss_kib(12, proc=tmp_path) is None
+    pss = bench.total_pss([10], proc=tmp_path)
+    assert (pss.total_kib, pss.processes, pss.unreadable) == (2000, 3, 1)
+    mine = bench.total_pss([os.getpid()])
+    assert mine.total_kib > 0
+    assert mine.unreadable == 0
+
+
+def test_settled_pss() -> None:
+    rising = [(t / 4, 100_000 + 5_000 * t) for t in range(12)]
+    assert not bench.settled(rising, now=2.75, seconds=2)
+    steady = [(t / 4, 100_000 + (t % 2) * 500) for t in range(12)]
+    assert bench.settled(steady, now=2.75, seconds=2)
+    assert not bench.settled(steady[:4], now=0.75, seconds=2)  # not 2 s of samples yet
+
+
+def test_large_model_hyperparameters() -> None:
+    forest = {"n_estimators": 100, "max_depth": None, "checkpoint_every": 10}
+    forest["validation_fraction"] = 0.2
+    assert bench.large_model_hyperparameters(forest, 300, None) == {
+        "n_estimators": "300",
+        "max_depth": "null",
+        "checkpoint_every": "300",
+        "validation_fraction": "0",
+    }
+    booster = {"num_round": 100, "max_depth": 6}
+    assert bench.large_model_hyperparameters(booster, 50, None) == {
+        "num_round": "50",
+        "max_depth": "0",
+    }
+    assert bench.large_model_hyperparameters(booster, 50, 12)["max_depth"] == "12"
+    with pytest.raises(SystemExit, match="--model-dir"):
+        bench.large_model_hyperparameters({"epochs": 30}, 300, None)
+    rows = bench.synthetic_rows(5, 3)
+    assert rows == bench.synthetic_rows(5, 3)  # seeded
+    assert all(len(row.split(",")) == 4 and row.startswith("c") for row in rows)
+
+
+def test_memory_target() -> None:
+    def run(workers: int, loaded: float, after: float) -> Any:
+        return bench.MemoryRun(workers, workers + 1, loaded, after, after, 1.0, 10, 0)
+
+    assert bench.memory_target([run(1, 100, 110), run(2, 150, 160)]) is None
+    passed, text = bench.memory_target([run(1, 100, 110), run(4, 125, 140)])
+    assert passed
+    assert "1.25x once loaded" in text
+    passed, text = bench.memory_target([run(1, 100, 100), run(4, 350, 352)])
+    assert not passed
+    assert "3.50x once loaded" in text
+
+
+def run_script(*arguments: str, timeout: float = 600) -> dict[str, Any]:
+    command = [sys.executable, str(SCRIPT), *arguments, "--json"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    assert done.returncode == 0, done.stderr + done.stdout
+    return json.loads(done.stdout)
+
+
+def test_memory_subcommand_on_a_small_model(tmp_path: Path) -> None:
+    """A tiny run of ``memory``: its own small model, 1 and 2 workers, 1 s of load."""
+    report = run_script(
+        "memory",
+        *("--workers", "1,2", "--load-seconds", "1", "--clients", "2", "--request-rows", "10"),
+        *("--trees", "4", "--train-rows", "300", "--load-generator", "python"),
+        *("--keep", str(tmp_path)),
+    )
+    assert report["model"]["mib"] > 0
+    assert [run["workers"] for run in report["runs"]] == [1, 2]
+    for run in report["runs"]:
+        assert run["processes"] >= 1
+        assert run["pss_loaded_mib"] > 0
+        assert run["pss_after_load_test_mib"] > 0
+        assert run["pss_peak_mib"] >= run["pss_after_load_test_mib"]
+        assert run["requests"] > 0
+        assert run["errors"] == 0
+    assert report["target"] is None  # 4 workers were not measured
+    text = bench.format_memory(report)
+    assert "PSS after load" in text
+    assert "ratio to 1 worker" in text
+    assert "PASS" not in text
+    assert "FAIL" not in text
+
+
+def test_cold_start_subcommand(trained: Paths, tmp_path: Path) -> None:
+    report = run_script(
+        "cold-start",
+        *("--model-dir", str(trained.model), "--runs", "1", "--workers", "1"),
+        *("--keep", str(tmp_path)),
+    )
+    [run] = report["runs"]
+    assert run["bare_load"] > 0
+    assert 0 < run["port_bound"] <= run["first_ping_200"]
+    assert run["first_prediction_latency"] > 0
+    assert run["first_prediction_status"] == 200
+    summary = report["summary"]
+    assert summary["ratio"] > 0
+    assert isinstance(summary["passed"], bool)
+    text = bench.format_cold_start(report)
+    assert "first 200 on /ping" in text
+    assert ("PASS" in text) != ("FAIL" in text)

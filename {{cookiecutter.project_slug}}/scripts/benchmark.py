@@ -58,8 +58,8 @@ STARTUP_TIMEOUT_SECONDS = 120.0
 # Per request: long enough for a 10,000-row body behind a queue of others on a slow peer.
 REQUEST_TIMEOUT_SECONDS = 30
 PYTHON_LOAD_LABEL = "python (built-in client: checks that it runs, NOT for figures)"
-# What each worker of this project's server logs once its copy of the model is loaded.
-MODEL_LOADED = re.compile(rb"\[(\d+)\] \S+: model loaded from")
+# What each worker of this project's server logs once it accepts requests, with its model.
+MODEL_LOADED = re.compile(rb"\[(\d+)\] \S+: worker accepting requests")
 
 # wrk calls init() with the arguments after "--" (a body file, its content type) before it
 # formats the request, and done() once at the end: one JSON line with what we report.

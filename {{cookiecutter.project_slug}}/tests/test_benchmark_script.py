@@ -288,7 +288,7 @@ def test_cold_start_and_ping_with_the_builtin_client(trained: Paths, tmp_path: P
     assert "NOT for figures" in report["load_generator"]
     cold = report["cold_start"]
     assert 0 < cold["port_bound"] <= cold["first_ping_200"] <= cold["first_prediction"]
-    # The load began only once both workers had loaded: no 503 from one still loading.
+    # The load began only once both workers accepted requests, each with its model.
     assert len(set(bench.MODEL_LOADED.findall(log.read_bytes()))) == 2
     [ping] = report["results"]
     assert ping["label"] == "GET /ping"

@@ -130,9 +130,7 @@ class Supervisor:
             started = self.children.pop(pid, None)
             if started is None or self.stopping:
                 continue
-            log.warning(
-                "worker %d ended (%s): starting another", pid, describe(status)
-            )
+            log.warning("worker %d ended (%s): starting another", pid, describe(status))
             if time.monotonic() - started < RESPAWN_PAUSE_SECONDS:
                 time.sleep(RESPAWN_PAUSE_SECONDS)
 

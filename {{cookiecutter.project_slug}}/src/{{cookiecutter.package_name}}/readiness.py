@@ -33,9 +33,13 @@ from collections.abc import Callable, Sequence
 
 log = logging.getLogger(__name__)
 
-# Whether the model is loaded once in the master and shared by forked workers: only where
-# the tests found a fork after the load safe (same predictions, no hang; tests/test_server.py).
-FORK_AFTER_LOAD = {% if cookiecutter.framework == "tensorflow" %}False{% else %}True{% endif %}
+# Whether the model is loaded once in the master and shared by forked workers: where the
+# tests found the children forked after a load predict as an unforked process does
+# (test_a_model_loaded_before_a_fork_predicts_the_same_in_the_forked_workers). Not so for
+# XGBoost and LightGBM, whose load starts OpenMP's thread pool when a worker has more than
+# one thread (children forked after it hang in their first predict), nor for TensorFlow,
+# which starts its threads as it is imported: there each worker loads its own copy.
+FORK_AFTER_LOAD = {% if cookiecutter.framework in ["scikit-learn", "custom", "pytorch"] %}True{% else %}False{% endif %}
 
 LOADING = "model is loading"
 # How long the responder waits for a request's head, and a worker between heartbeats.

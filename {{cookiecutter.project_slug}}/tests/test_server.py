@@ -36,7 +36,9 @@ from {{ cookiecutter.package_name }}.inference import no_such_path, too_large, w
 
 from .support import (
     PROJECT,
+{%- if cookiecutter.framework in ["scikit-learn", "custom", "pytorch"] %}
     SAMPLE_FEATURES,
+{%- endif %}
     SAMPLE_REQUEST,
     STARTUP_SECONDS,
     STRICT,
@@ -83,6 +85,7 @@ def test_predictions_match_the_model(server: Server, serving_dir: Path) -> None:
     assert json.loads(body)["predictions"] == expected
 
 
+{% if cookiecutter.framework in ["scikit-learn", "custom", "pytorch"] -%}
 # A process that loads the model, freezes it (as the server's master does), forks children
 # that each predict on the features of argv[2] and send back what they got; then prints it.
 FORKED_PREDICTIONS = """
@@ -125,7 +128,6 @@ print(json.dumps(answers))
 """
 
 
-{% if cookiecutter.framework in ["scikit-learn", "custom", "pytorch"] -%}
 def test_a_model_loaded_before_a_fork_predicts_the_same_in_the_forked_workers(
     serving_dir: Path, tmp_path: Path
 ) -> None:

@@ -527,12 +527,9 @@ def wait_for_loaded_workers(
     process: subprocess.Popen[bytes],
     timeout: float = STARTUP_TIMEOUT_SECONDS,
 ) -> None:
-    """Until ``workers`` processes of this project's server have logged that their model is
-    loaded.
-
-    Requests alone cannot tell: the kernel may hand every new connection to the worker that
-    is ready while another is still importing its ML library, and that one would answer the
-    load with 503s.
+    """Until ``workers`` processes of this project's server have logged that they accept
+    requests, each with its model (the server then answers /ping 200 from every worker;
+    the log also tells the worker PIDs apart from the master's).
     """
     deadline = time.monotonic() + timeout
     while len(set(MODEL_LOADED.findall(log.read_bytes()))) < workers:

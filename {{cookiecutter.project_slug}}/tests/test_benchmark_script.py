@@ -256,9 +256,9 @@ def test_inprocess_predict(trained: Paths) -> None:
     assert bench.inprocess_rows_per_second(trained.model, rows, min_seconds=0.01) > 0
 
 
-def test_waits_for_every_worker_to_log_its_model_loaded(tmp_path: Path) -> None:
+def test_waits_for_every_worker_to_log_it_accepts_requests(tmp_path: Path) -> None:
     log = tmp_path / "server.log"
-    loaded = "2026-01-01 00:00:00,000 INFO [{}] pkg.inference: model loaded from /m in 1 s\n"
+    loaded = "2026-01-01 00:00:00,000 INFO [{}] pkg.readiness: worker accepting requests\n"
     log.write_text(loaded.format(11) + loaded.format(11) + "INFO [12] pkg: loading\n")
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:

@@ -686,16 +686,16 @@ def test_ping_is_logged_at_debug_level(serving_dir: Path) -> None:
 
 @pytest.mark.parametrize("frozen_first", [False, True], ids=["killed", "frozen-then-killed"])
 def test_a_killed_worker_is_replaced(serving_dir: Path, frozen_first: bool) -> None:
-    """Also when the worker is frozen first (SIGSTOP), so that the supervisor's health check
-    is waiting for its answer when it dies: it must see the death then, not at the end of
-    the check's timeout (SAGEMAKER_MODEL_SERVER_TIMEOUT + 10 s, beyond wait_for's 60 s)."""
+    """Also when the worker is frozen first (SIGSTOP) before it dies: the supervisor must see
+    the death at once (uvicorn's own supervisor, whose health check was then waiting for the
+    frozen worker's answer, saw it only at the check's timeout, beyond wait_for's 60 s)."""
     server = Server(serving_dir, free_port())
     try:
         server.wait_until_healthy(workers=2)
         first, second = server.worker_pids()
         if frozen_first:
             os.kill(first, signal.SIGSTOP)
-            time.sleep(2)  # the health checks come every 0.5 s
+            time.sleep(2)
         os.kill(first, signal.SIGKILL)
         assert server.ping() == 200  # the other worker answers meanwhile
         server.wait_for(lambda: len(server.worker_pids()) == 3, "a new worker")

@@ -118,6 +118,7 @@ def expected_files(context: Mapping[str, Any]) -> set[str]:
                 "job",
                 "model",
                 "packaging",
+                "readiness",
                 "serve",
                 "training",
             )

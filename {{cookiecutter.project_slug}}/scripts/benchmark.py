@@ -72,8 +72,8 @@ STARTUP_TIMEOUT_SECONDS = 120.0
 # Per request: long enough for a 10,000-row body behind a queue of others on a slow peer.
 REQUEST_TIMEOUT_SECONDS = 30
 PYTHON_LOAD_LABEL = "python (built-in client: checks that it runs, NOT for figures)"
-# What each worker of this project's server logs once its copy of the model is loaded.
-MODEL_LOADED = re.compile(rb"\[(\d+)\] \S+: model loaded from")
+# What each worker of this project's server logs once it accepts requests, with its model.
+MODEL_LOADED = re.compile(rb"\[(\d+)\] \S+: worker accepting requests")
 
 # wrk calls init() with the arguments after "--" (a body file, its content type) before it
 # formats the request, and done() once at the end: one JSON line with what we report.
@@ -541,12 +541,9 @@ def wait_for_loaded_workers(
     process: subprocess.Popen[bytes],
     timeout: float = STARTUP_TIMEOUT_SECONDS,
 ) -> None:
-    """Until ``workers`` processes of this project's server have logged that their model is
-    loaded.
-
-    Requests alone cannot tell: the kernel may hand every new connection to the worker that
-    is ready while another is still importing its ML library, and that one would answer the
-    load with 503s.
+    """Until ``workers`` processes of this project's server have logged that they accept
+    requests, each with its model (the server then answers /ping 200 from every worker;
+    the log also tells the worker PIDs apart from the master's).
     """
     deadline = time.monotonic() + timeout
     while len(set(MODEL_LOADED.findall(log.read_bytes()))) < workers:

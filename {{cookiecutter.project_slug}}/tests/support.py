@@ -187,7 +187,8 @@ def lower(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
 
 
 STARTUP_SECONDS = 60
-MODEL_LOADED = re.compile(r"\[(\d+)\] \S+: model loaded from")
+# What each worker logs once it accepts requests (with its model, loaded or failed).
+WORKER_ACCEPTING = re.compile(r"\[(\d+)\] \S+: worker accepting requests")
 
 
 class Server:
@@ -230,8 +231,8 @@ class Server:
         return len(self.worker_pids())
 
     def worker_pids(self) -> list[int]:
-        """The processes that loaded the model (the workers), in the order they did."""
-        return [int(pid) for pid in MODEL_LOADED.findall(self.log.read_text())]
+        """The workers, in the order they started accepting requests."""
+        return [int(pid) for pid in WORKER_ACCEPTING.findall(self.log.read_text())]
 
     def request_lines(self) -> list[dict]:
         """The request log: every line of the server's output that is a JSON object."""
@@ -252,7 +253,7 @@ class Server:
             time.sleep(0.05)
 
     def wait_until_healthy(self, workers: int = 1) -> None:
-        """/ping 200, and every worker's copy of the model loaded."""
+        """/ping 200, and every worker accepting requests."""
         deadline = time.monotonic() + STARTUP_SECONDS
         while time.monotonic() < deadline:
             assert self.process.poll() is None, f"the server exited:\n{self.log.read_text()}"

@@ -256,9 +256,9 @@ def test_inprocess_predict(trained: Paths) -> None:
     assert bench.inprocess_rows_per_second(trained.model, rows, min_seconds=0.01) > 0
 
 
-def test_waits_for_every_worker_to_log_its_model_loaded(tmp_path: Path) -> None:
+def test_waits_for_every_worker_to_log_it_accepts_requests(tmp_path: Path) -> None:
     log = tmp_path / "server.log"
-    loaded = "2026-01-01 00:00:00,000 INFO [{}] pkg.inference: model loaded from /m in 1 s\n"
+    loaded = "2026-01-01 00:00:00,000 INFO [{}] pkg.readiness: worker accepting requests\n"
     log.write_text(loaded.format(11) + loaded.format(11) + "INFO [12] pkg: loading\n")
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
@@ -288,7 +288,7 @@ def test_cold_start_and_ping_with_the_builtin_client(trained: Paths, tmp_path: P
     assert "NOT for figures" in report["load_generator"]
     cold = report["cold_start"]
     assert 0 < cold["port_bound"] <= cold["first_ping_200"] <= cold["first_prediction"]
-    # The load began only once both workers had loaded: no 503 from one still loading.
+    # The load began only once both workers accepted requests, each with its model.
     assert len(set(bench.MODEL_LOADED.findall(log.read_bytes()))) == 2
     [ping] = report["results"]
     assert ping["label"] == "GET /ping"

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from {{ cookiecutter.package_name }} import codec, model
-from {{ cookiecutter.package_name }}.environment import Paths
+from {{ cookiecutter.package_name }} import codec, model, readiness
+from {{ cookiecutter.package_name }}.environment import Paths{% if cookiecutter.framework == "pytorch" %}, cpu_count{% endif %}
 {%- if cookiecutter.__web == "flask" %}
 from {{ cookiecutter.package_name }}.gunicorn_server import HEADERS_TOO_LARGE, MAX_HEADERS
 {%- endif %}
@@ -36,6 +36,9 @@ from {{ cookiecutter.package_name }}.inference import no_such_path, too_large, w
 
 from .support import (
     PROJECT,
+{%- if cookiecutter.framework in ["scikit-learn", "custom", "pytorch"] %}
+    SAMPLE_FEATURES,
+{%- endif %}
     SAMPLE_REQUEST,
     STARTUP_SECONDS,
     STRICT,
@@ -47,9 +50,18 @@ from .support import (
 )
 
 
-def test_every_worker_loads_the_model_once_and_says_so(server: Server) -> None:
+def test_the_model_loads_once_and_every_worker_says_it_accepts(server: Server) -> None:
+    """Once in the master, before the fork, where the framework allows it (the workers
+    share that copy); else once in each worker."""
     time.sleep(0.5)
-    assert server.loads() == 2, server.log.read_text()  # two workers, one load each
+    log = server.log.read_text()
+    assert server.loads() == 2, log  # two workers
+    loaded = re.findall(r"\[(\d+)\] \S+: model loaded from", log)
+    if readiness.FORK_AFTER_LOAD:
+        assert len(loaded) == 1, log  # by gunicorn's or the launcher's master
+        assert int(loaded[0]) not in server.worker_pids(), log
+    else:
+        assert sorted(map(int, loaded)) == sorted(server.worker_pids()), log
 
 
 def test_ping(server: Server) -> None:
@@ -73,6 +85,75 @@ def test_predictions_match_the_model(server: Server, serving_dir: Path) -> None:
     assert json.loads(body)["predictions"] == expected
 
 
+{% if cookiecutter.framework in ["scikit-learn", "custom", "pytorch"] -%}
+# A process that loads the model, freezes it (as the server's master does), forks children
+# that each predict on the features of argv[2] and send back what they got; then prints it.
+FORKED_PREDICTIONS = """
+import json, os, sys
+from pathlib import Path
+
+import numpy as np
+
+from {{ cookiecutter.package_name }} import readiness
+from {{ cookiecutter.package_name }}.inference import ModelService
+
+service = ModelService(Path(sys.argv[1]))
+service.load()
+assert service.ready, service.failure
+readiness.freeze_for_fork()
+features = np.load(sys.argv[2])
+children = []
+for _ in range(2):
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        answer = {"predictions": [str(label) for label in service.predict(features)]}
+{%- if cookiecutter.framework == "pytorch" %}
+        import torch
+
+        answer["threads"] = torch.get_num_threads()
+        answer["sum"] = float(torch.ones(4_000_000).add(1).sum())  # ATen's intra-op pool
+{%- endif %}
+        os.write(write, json.dumps(answer).encode())
+        os._exit(0)
+    os.close(write)
+    children.append((pid, read))
+answers = []
+for pid, read in children:
+    with os.fdopen(read) as pipe:
+        answers.append(json.loads(pipe.read()))
+    os.waitpid(pid, 0)
+print(json.dumps(answers))
+"""
+
+
+def test_a_model_loaded_before_a_fork_predicts_the_same_in_the_forked_workers(
+    serving_dir: Path, tmp_path: Path
+) -> None:
+    """What makes the server load the model once, in its master (``FORK_AFTER_LOAD``): the
+    children forked after the load predict what an unforked process does, and do not hang
+    (a thread pool the load had started would not exist in them)."""
+    assert readiness.FORK_AFTER_LOAD
+    features = tmp_path / "features.npy"
+    np.save(features, SAMPLE_FEATURES)
+    # One worker: the model gets every CPU, its threads more than one where there are two.
+    env = {**os.environ, "SAGEMAKER_MODEL_SERVER_WORKERS": "1"}
+    command = [sys.executable, "-c", FORKED_PREDICTIONS, str(serving_dir / "model"), str(features)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    answers = json.loads(done.stdout)
+    unforked = model.predict(model.load(serving_dir / "model"), SAMPLE_FEATURES)
+    expected = [str(label) for label in unforked]
+    assert [answer["predictions"] for answer in answers] == [expected, expected]
+{%- if cookiecutter.framework == "pytorch" %}
+    assert all(answer["sum"] == 8_000_000 for answer in answers)
+    if cpu_count() > 1:
+        assert all(answer["threads"] > 1 for answer in answers), answers
+{%- endif %}
+
+
+{% endif -%}
 def test_bad_input_is_4xx_and_the_server_survives(server: Server) -> None:
     cases = [
         (b"not,numbers\n1,2", {"Content-Type": "text/csv"}, 400),
@@ -618,16 +699,16 @@ def test_ping_is_logged_at_debug_level(serving_dir: Path) -> None:
 
 @pytest.mark.parametrize("frozen_first", [False, True], ids=["killed", "frozen-then-killed"])
 def test_a_killed_worker_is_replaced(serving_dir: Path, frozen_first: bool) -> None:
-    """Also when the worker is frozen first (SIGSTOP), so that the supervisor's health check
-    is waiting for its answer when it dies: it must see the death then, not at the end of
-    the check's timeout (SAGEMAKER_MODEL_SERVER_TIMEOUT + 10 s, beyond wait_for's 60 s)."""
+    """Also when the worker is frozen first (SIGSTOP) before it dies: the supervisor must see
+    the death at once (uvicorn's own supervisor, whose health check was then waiting for the
+    frozen worker's answer, saw it only at the check's timeout, beyond wait_for's 60 s)."""
     server = Server(serving_dir, free_port())
     try:
         server.wait_until_healthy(workers=2)
         first, second = server.worker_pids()
         if frozen_first:
             os.kill(first, signal.SIGSTOP)
-            time.sleep(2)  # the health checks come every 0.5 s
+            time.sleep(2)
         os.kill(first, signal.SIGKILL)
         assert server.ping() == 200  # the other worker answers meanwhile
         server.wait_for(lambda: len(server.worker_pids()) == 3, "a new worker")
@@ -657,23 +738,135 @@ ODD_ROW = b"-1,3.3,6.0,2.5\n"
 
 def wrapped_predict(imports: str, action: str) -> str:
     """A ``sitecustomize`` module (every process of a test server imports it first, from
-    PYTHONPATH) that makes the model's predict run ``action`` first for the ``ODD_ROW``."""
+    PYTHONPATH) that makes the model's predict run ``action`` first for the ``ODD_ROW``.
+
+    It wraps the predict once the model is loaded, so that no process imports the ML library
+    before the server would (TensorFlow's, imported in a master, would not survive the fork).
+    """
     return f"""
 {imports}
 
-from {{ cookiecutter.package_name }} import model
+from {{ cookiecutter.package_name }} import inference
 
-_predict = model.predict
-
-
-def predict(loaded, features):
-    if features[0, 0] == -1:
-        {action}
-    return _predict(loaded, features)
+_load = inference.ModelService._load
 
 
-model.predict = predict
+def _load_then_wrap(self):
+    _load(self)
+    if self._predict is not None:
+        _predict = self._predict
+
+        def predict(loaded, features):
+            if features[0, 0] == -1:
+                {action}
+            return _predict(loaded, features)
+
+        self._predict = predict
+
+
+inference.ModelService._load = _load_then_wrap
 """
+
+
+def slow_load(seconds: float, spread: float) -> str:
+    """A ``sitecustomize`` module that makes each load of the model take ``seconds`` more,
+    and up to ``spread`` more at random (so that workers loading side by side would be ready
+    one after the other)."""
+    return f"""
+import random
+import time
+
+from {{ cookiecutter.package_name }} import inference
+
+_load = inference.ModelService._load
+
+
+def _slow_load(self):
+    time.sleep({seconds} + {spread} * random.random())
+    _load(self)
+
+
+inference.ModelService._load = _slow_load
+"""
+
+
+# Pings in a row that must all be 200 once one was; the pause between two of them.
+PINGS_IN_A_ROW = 200
+PING_PAUSE_SECONDS = 0.01
+
+
+def assert_ping_stays_200(server: Server, pings: int = PINGS_IN_A_ROW) -> None:
+    statuses = []
+    for _ in range(pings):
+        statuses.append(server.ping())
+        time.sleep(PING_PAUSE_SECONDS)
+    assert statuses == [200] * pings, (
+        f"{statuses.count(200)} of {pings} pings were 200: {statuses}\n{server.log.read_text()}"
+    )
+
+
+@pytest.mark.parametrize("workers", [2, 4])
+def test_ping_stays_200_once_it_is_with_a_model_slow_to_load(
+    serving_dir: Path, tmp_path: Path, workers: int
+) -> None:
+    """Readiness is the whole server's: until every worker has its model /ping is 503 "model
+    is loading"; after its first 200 it never says 503 again (every worker answers)."""
+    (tmp_path / "sitecustomize.py").write_text(slow_load(1.0, 2.0))
+    server = Server(
+        serving_dir,
+        free_port(),
+        PYTHONPATH=str(tmp_path),
+        SAGEMAKER_MODEL_SERVER_WORKERS=str(workers),
+    )
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        before = []
+        while (status := server.ping()) != 200 and time.monotonic() < deadline:
+            assert server.process.poll() is None, server.log.read_text()
+            before.append(status)
+            time.sleep(PING_PAUSE_SECONDS)
+        assert status == 200, server.log.read_text()
+        assert 503 in before  # it took a while
+        assert set(before) <= {None, 503}, before
+        assert_ping_stays_200(server)
+        assert len(server.worker_pids()) == workers, server.log.read_text()
+    finally:
+        assert server.stop()[0] == 0
+
+
+@pytest.mark.parametrize("workers", [2, 4])
+def test_a_killed_workers_replacement_keeps_ping_200(
+    serving_dir: Path, tmp_path: Path, workers: int
+) -> None:
+    """A worker killed (SIGKILL) with a model slow to load: a request sent right after the
+    kill is answered 200, and /ping stays 200 while the replacement starts and after."""
+    (tmp_path / "sitecustomize.py").write_text(slow_load(2.0, 0.0))
+    server = Server(
+        serving_dir,
+        free_port(),
+        PYTHONPATH=str(tmp_path),
+        SAGEMAKER_MODEL_SERVER_WORKERS=str(workers),
+    )
+    try:
+        server.wait_until_healthy(workers=workers)
+        victim = server.worker_pids()[0]
+        os.kill(victim, signal.SIGKILL)
+        assert server.ping() == 200
+        status, _, body = server.post_csv()
+        assert status == 200, body
+        # From the kill until the replacement says it accepts requests, then 200 pings more.
+        statuses = []
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while len(server.worker_pids()) < workers + 1 and time.monotonic() < deadline:
+            statuses.append(server.ping())
+            time.sleep(PING_PAUSE_SECONDS)
+        assert set(statuses) <= {200}, f"{statuses}\n{server.log.read_text()}"
+        server.wait_for(lambda: len(server.worker_pids()) == workers + 1, "a new worker")
+        assert not running(victim)
+        assert_ping_stays_200(server)
+        assert_every_worker_answers(server)
+    finally:
+        assert server.stop()[0] == 0
 
 
 @pytest.mark.stack

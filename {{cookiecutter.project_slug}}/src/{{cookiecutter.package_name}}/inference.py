@@ -1,9 +1,10 @@
 """The serving core shared by every server stack: load the model once, answer invocations.
 
 The web app (``app.py``) only moves bytes and headers; everything a request means is here,
-so each server stack behaves the same way. The model loads in a background thread, after
-the server has bound its port: ``/ping`` answers 503 until the model is ready, and keeps
-answering 503 (with the reason in the log) if loading failed.
+so each server stack behaves the same way. The server loads the model after it has bound
+its port, before its workers accept requests (``readiness``): once in the master where the
+workers may share it, else in each worker; ``/ping`` answers 503 (with the reason in the log)
+if loading failed.
 
 ``X-Amzn-SageMaker-Custom-Attributes`` reaches the model's code without a change to
 ``model.predict``: during the call, ``custom_attributes()`` returns the request's header,
@@ -131,7 +132,8 @@ def wrong_method(method: str, path: str) -> str:
 
 
 class ModelService:
-    """One model, loaded once per server worker, and the invocations it answers."""
+    """One model, loaded once (by the server's master, or by each worker), and the
+    invocations it answers."""
 
     def __init__(self, model_dir: Path) -> None:
         self.model_dir = model_dir
@@ -159,7 +161,8 @@ class ModelService:
         threading.Thread(target=self._load, name="model-loader", daemon=True).start()
 
     def start_serving(self, timeout: float) -> None:
-        """What a server worker calls once: load the model in the background, and end the
+        """What a server worker calls once: load the model in the background (nothing to do
+        when the server loaded it already, as it does before its workers accept), end the
         worker if a prediction gets stuck (``watch_for_stuck_predictions``), and give the
         memory of large request bodies back once they are freed."""
         give_back_large_blocks()

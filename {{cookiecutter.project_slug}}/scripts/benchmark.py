@@ -1229,7 +1229,7 @@ def memory_main(argv: Sequence[str]) -> int:
                 f", {args.trees} trees on {args.train_rows:,} x {args.features} synthetic "
                 f"rows, trained in {time.perf_counter() - started:.0f} s"
             )
-        model.update(dir=str(model_dir), mib=round(directory_mib(model_dir), 1))
+        model.update(dir=str(model_dir), mib=round(directory_mib(model_dir), 3))
         # Requests: rows of noise as wide as the model's (metadata.json), else --features.
         metadata = model_dir / "metadata.json"
         width = json.loads(metadata.read_text())["n_features"] if metadata.is_file() else None

@@ -544,7 +544,13 @@ def test_concurrent_predictions_log_no_line_over_and_over(
             thread.start()
         for thread in clients:
             thread.join(timeout=120)
-        lines = server.log.read_text().splitlines()[before:]
+        # A worker writes a request's line once the answer has gone: wait for the last ones.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            lines = server.log.read_text().splitlines()[before:]
+            if len([line for line in lines if line.startswith("{")]) >= len(statuses):
+                break
+            time.sleep(0.1)
     assert statuses == [200] * REQUESTS_PER_CLIENT * CONCURRENT_CLIENTS
     assert len([line for line in lines if line.startswith("{")]) == len(statuses)
     others = [line for line in lines if not line.startswith("{")]
@@ -668,7 +674,8 @@ def test_each_request_is_one_json_line_in_the_server_log(server: Server) -> None
         assert line["level"] == "INFO"
         assert line["latency_ms"] >= 0
         assert line["time"].endswith("Z")
-    assert lines[0]["bytes_out"] == len(b"setosa\n") * 3
+    three_rows = next(line for line in lines if line["bytes_in"] == len(row) * 3)
+    assert three_rows["bytes_out"] == len(b"setosa\n") * 3
     # Health checks are logged at DEBUG; a refused /ping (a 4xx, with its reason) is not one.
     health_checks = [
         line for line in server.request_lines() if line["path"] == "/ping" and line["status"] < 400

@@ -149,6 +149,11 @@ http {
             proxy_set_header Host $http_host;
             proxy_read_timeout %(read_timeout)ds;
             proxy_send_timeout %(read_timeout)ds;
+            # A kept-alive connection to a worker that has just died fails before the
+            # request reaches a model: send it again, on a live worker. POST too: an
+            # invocation is a pure function of its body. Never after a timeout (a slow
+            # prediction would run twice).
+            proxy_next_upstream error non_idempotent;
         }
 
         location /_error/ {

@@ -79,3 +79,39 @@ def test_threads_are_shared_out_between_workers() -> None:
     cpus = cpu_count()
     assert threads_per_worker({"SAGEMAKER_MODEL_SERVER_WORKERS": "1"}) == cpus
     assert threads_per_worker({"SAGEMAKER_MODEL_SERVER_WORKERS": str(cpus * 4)}) == 1
+
+
+FREED_BLOCKS = """
+import ctypes, sys
+from {{ cookiecutter.package_name }}.environment import give_back_freed_memory
+
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) // 1024
+
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+blocks = [libc.malloc(4096) for _ in range(50_000)]  # 200 MB of heap, not mmapped
+for block in blocks:
+    ctypes.memset(block, 1, 4096)
+keep = blocks.pop()  # the heap's top stays in use: only a trim can give the rest back
+for block in blocks:
+    libc.free(block)
+before = rss()
+assert give_back_freed_memory()
+print(before, rss())
+"""
+
+
+def test_freed_heap_memory_goes_back_to_the_system() -> None:
+    """What the master's model load freed (before it forks the workers) leaves the process."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", FREED_BLOCKS], capture_output=True, text=True, check=True
+    )
+    before, after = map(int, done.stdout.split())
+    assert before - after > 150, (before, after)

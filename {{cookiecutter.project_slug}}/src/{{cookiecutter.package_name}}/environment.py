@@ -297,6 +297,18 @@ def give_back_large_blocks() -> bool:
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
 
 
+def give_back_freed_memory() -> bool:
+    """Return the freed memory of glibc's heaps to the system (``malloc_trim``); False where
+    the C library is not glibc. What loading a model allocated and freed again (an unpickled
+    archive's buffers) would otherwise stay in the master and in every worker it forks."""
+    try:
+        malloc_trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return False
+    malloc_trim(0)  # 1 if it gave memory back, 0 if there was none to give
+    return True
+
+
 def threads_per_worker(env: Mapping[str, str] = os.environ) -> int:
     """CPU threads for one server worker's model, so that the workers do not fight."""
     return max(1, cpu_count() // ServerSettings.from_env(env).workers)

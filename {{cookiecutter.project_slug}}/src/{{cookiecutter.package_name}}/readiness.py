@@ -31,6 +31,8 @@ import socket
 import threading
 from collections.abc import Callable, Sequence
 
+from .environment import give_back_freed_memory
+
 log = logging.getLogger(__name__)
 
 # Whether the model is loaded once in the master and shared by forked workers: where the
@@ -202,9 +204,11 @@ class Gate:
 def freeze_for_fork() -> None:
     """What the master does between the load and the fork: the objects it holds now move
     out of the garbage collector's sight, which would otherwise touch (and so copy) every
-    one of them in every worker."""
+    one of them in every worker; and what the load freed goes back to the system, rather
+    than stay in every process as the master's heap."""
     gc.collect()
     gc.freeze()
+    give_back_freed_memory()
 
 
 def settle(load: Callable[[], None], gate: Gate, beat: Callable[[], None] | None = None) -> bool:

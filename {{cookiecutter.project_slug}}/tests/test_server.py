@@ -812,19 +812,26 @@ def assert_ping_stays_200(server: Server, pings: int = PINGS_IN_A_ROW) -> None:
     )
 
 
+def slow_loading_server(
+    serving_dir: Path, tmp_path: Path, workers: int, seconds: float, spread: float
+) -> Server:
+    """The server with ``workers`` workers, each load of the model slowed (``slow_load``)."""
+    (tmp_path / "sitecustomize.py").write_text(slow_load(seconds, spread))
+    return Server(
+        serving_dir,
+        free_port(),
+        PYTHONPATH=str(tmp_path),
+        SAGEMAKER_MODEL_SERVER_WORKERS=str(workers),
+    )
+
+
 @pytest.mark.parametrize("workers", [2, 4])
 def test_ping_stays_200_once_it_is_with_a_model_slow_to_load(
     serving_dir: Path, tmp_path: Path, workers: int
 ) -> None:
     """Readiness is the whole server's: until every worker has its model /ping is 503 "model
     is loading"; after its first 200 it never says 503 again (every worker answers)."""
-    (tmp_path / "sitecustomize.py").write_text(slow_load(1.0, 2.0))
-    server = Server(
-        serving_dir,
-        free_port(),
-        PYTHONPATH=str(tmp_path),
-        SAGEMAKER_MODEL_SERVER_WORKERS=str(workers),
-    )
+    server = slow_loading_server(serving_dir, tmp_path, workers, 1.0, 2.0)
     try:
         deadline = time.monotonic() + STARTUP_SECONDS
         before = []
@@ -847,13 +854,7 @@ def test_a_killed_workers_replacement_keeps_ping_200(
 ) -> None:
     """A worker killed (SIGKILL) with a model slow to load: a request sent right after the
     kill is answered 200, and /ping stays 200 while the replacement starts and after."""
-    (tmp_path / "sitecustomize.py").write_text(slow_load(2.0, 0.0))
-    server = Server(
-        serving_dir,
-        free_port(),
-        PYTHONPATH=str(tmp_path),
-        SAGEMAKER_MODEL_SERVER_WORKERS=str(workers),
-    )
+    server = slow_loading_server(serving_dir, tmp_path, workers, 2.0, 0.0)
     try:
         server.wait_until_healthy(workers=workers)
         victim = server.worker_pids()[0]
